@@ -1,0 +1,107 @@
+//! Wiring: settings in, a running service out. Used by `rollgate serve` and by the tests,
+//! which run the very same service on a free port.
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Settings;
+use crate::http::{router, AppState};
+use crate::policy::{PolicyConfig, PolicyHandle, PolicyRoles, PolicySet};
+use crate::process::Processor;
+use crate::queue::Queue;
+use crate::store::{self, Store};
+use crate::tracker::github::GithubTracker;
+use crate::tracker::{RetryPolicy, Tracker};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+pub struct Running {
+    pub addr: SocketAddr,
+    pub store: Arc<dyn Store>,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    queue: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops taking deliveries, lets the events in flight finish, and returns.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.server.await.context("HTTP server task")?.context("HTTP server")?;
+        self.queue.await.context("queue task")?;
+        Ok(())
+    }
+}
+
+pub async fn start(settings: Settings) -> anyhow::Result<Running> {
+    start_with_clock(settings, Arc::new(SystemClock)).await
+}
+
+pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    let policies = PolicySet::load(&settings.policies)
+        .with_context(|| format!("loading policies from {}", settings.policies.display()))?;
+    tracing::info!(version = %policies.version, rules = ?policies.rule_names(), "policy set loaded");
+    let policies = PolicyHandle::new(policies);
+    let store = store::open(&settings.database_url).await?;
+
+    let dry_run = settings.effective_dry_run();
+    let tracker: Option<Arc<dyn Tracker>> = match (&settings.github.token, dry_run) {
+        (Some(token), false) => {
+            Some(Arc::new(GithubTracker::new(&settings.github.api_url, token, RetryPolicy::default())?))
+        }
+        _ => None,
+    };
+    if dry_run {
+        let why = if settings.dry_run { "ROLLGATE_DRY_RUN is on" } else { "no tracker credentials are set" };
+        tracing::warn!("DRY RUN ({why}): decisions are recorded, nothing is applied to any tracker");
+    }
+    if settings.github.webhook_secrets.is_empty() {
+        tracing::warn!("no GitHub webhook secret (ROLLGATE_GITHUB_WEBHOOK_SECRET): every GitHub delivery will be refused with 401");
+    }
+
+    let wake = Arc::new(Notify::new());
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let processor = Arc::new(Processor {
+        store: store.clone(),
+        policies: policies.clone(),
+        tracker,
+        config: PolicyConfig {
+            roles: PolicyRoles { pm: settings.roles.pm.clone(), qa_lead: settings.roles.qa_lead.clone() },
+            timezone: settings.timezone.name().to_string(),
+        },
+        clock: clock.clone(),
+    });
+    let queue = Queue {
+        store: store.clone(),
+        processor,
+        clock: clock.clone(),
+        wake: wake.clone(),
+        workers: settings.queue.workers,
+        max_attempts: settings.queue.max_attempts,
+    };
+    let queue = tokio::spawn(queue.run(shutdown_rx.clone()));
+
+    let state = AppState {
+        store: store.clone(),
+        policies,
+        clock,
+        wake,
+        github_secrets: Arc::new(settings.github.webhook_secrets.clone()),
+        dry_run,
+    };
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let mut stop = shutdown_rx;
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    tracing::info!(%addr, "rollgate is serving");
+    Ok(Running { addr, store, shutdown, server, queue })
+}

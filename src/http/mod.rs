@@ -1,0 +1,59 @@
+//! The axum router: webhooks in, health out. Handlers only verify, parse and store; processing
+//! happens in the queue, so acknowledgement never waits for a tracker.
+
+mod webhook;
+
+use crate::clock::Clock;
+use crate::config::Secret;
+use crate::policy::PolicyHandle;
+use crate::store::Store;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// GitHub caps deliveries at 25 MB; anything larger is refused with 413 before it is read whole.
+pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub policies: PolicyHandle,
+    pub clock: Arc<dyn Clock>,
+    pub wake: Arc<Notify>,
+    pub github_secrets: Arc<Vec<Secret>>,
+    pub dry_run: bool,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/webhooks/github", post(webhook::github))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Ready when the store answers and a policy set is loaded.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let policy = state.policies.current();
+    match state.store.ping().await {
+        Ok(()) => Json(json!({
+            "status": "ready",
+            "store": "ok",
+            "policy_version": policy.version.as_str(),
+            "rules": policy.rule_names(),
+            "dry_run": state.dry_run,
+        }))
+        .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "store": format!("{e:#}"), "policy_version": policy.version.as_str() })),
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,194 @@
+//! GitHub webhook payloads to `Event`. Only the fields rollgate uses are read; unknown fields
+//! are ignored so GitHub can add to its payloads without breaking us.
+
+use super::{ParseError, Parsed};
+use crate::model::{Actor, CommentId, CommentRef, DeliveryId, Event, IssueKey, IssueSnapshot};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+const ISSUE_ACTIONS: &[&str] =
+    &["opened", "edited", "labeled", "unlabeled", "closed", "reopened", "assigned", "unassigned"];
+const COMMENT_ACTIONS: &[&str] = &["created", "edited"];
+
+/// Parses one delivery. `event` is the `X-GitHub-Event` header.
+pub fn parse(
+    event: &str,
+    delivery: DeliveryId,
+    body: &[u8],
+    received_at: DateTime<Utc>,
+) -> Result<Parsed, ParseError> {
+    match event {
+        "ping" => {
+            // Still a JSON check: a ping with a broken body is a broken delivery.
+            serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(json_error)?;
+            Ok(Parsed::Ping)
+        }
+        "issues" | "issue_comment" => {
+            let p: Payload = serde_json::from_slice(body).map_err(json_error)?;
+            let allowed = if event == "issues" { ISSUE_ACTIONS } else { COMMENT_ACTIONS };
+            if !allowed.contains(&p.action.as_str()) {
+                return Ok(Parsed::Ignored(format!("{event}.{}", p.action)));
+            }
+            let kind = format!("{event}.{}", p.action);
+            to_event(kind, delivery, p, received_at).map(|e| Parsed::Event(Box::new(e)))
+        }
+        other => Ok(Parsed::Ignored(other.to_string())),
+    }
+}
+
+fn json_error(e: serde_json::Error) -> ParseError {
+    // serde's message names the missing or mistyped field and the position, never the content.
+    ParseError(format!("unreadable payload: {e}"))
+}
+
+fn to_event(
+    kind: String,
+    delivery: DeliveryId,
+    p: Payload,
+    received_at: DateTime<Utc>,
+) -> Result<Event, ParseError> {
+    if p.issue.pull_request.is_some() {
+        // Pull requests share the issues API; the playbook governs issues only.
+        return Err(ParseError("pull request events are not issues".into()));
+    }
+    let snapshot = p.issue.into_snapshot(&p.repository.full_name);
+    let comment_time = p.comment.as_ref().map(|c| c.updated_at.unwrap_or(c.created_at));
+    let comment = p.comment.map(|c| CommentRef {
+        id: CommentId(c.id),
+        body: c.body.unwrap_or_default(),
+        author: c.user.into(),
+        previous_body: p.changes.as_ref().and_then(|ch| ch.body.as_ref()).map(|b| b.from.clone()),
+    });
+    // The tracker's own time for the change: a close happened at closed_at; a comment at its
+    // own timestamp; anything else at the issue's updated_at.
+    let occurred_at = match (kind.as_str(), &comment) {
+        ("issues.closed", _) => snapshot.closed_at.unwrap_or(snapshot.updated_at),
+        (_, Some(_)) => comment_time.unwrap_or(snapshot.updated_at),
+        _ => snapshot.updated_at,
+    };
+    Ok(Event {
+        delivery,
+        kind,
+        actor: p.sender.into(),
+        label: p.label.map(|l| l.name),
+        comment,
+        occurred_at,
+        received_at,
+        installation: p.installation.map(|i| i.id),
+        issue: snapshot,
+    })
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    action: String,
+    issue: RawIssue,
+    repository: Repository,
+    sender: User,
+    #[serde(default)]
+    label: Option<Label>,
+    #[serde(default)]
+    comment: Option<RawComment>,
+    #[serde(default)]
+    changes: Option<Changes>,
+    #[serde(default)]
+    installation: Option<Installation>,
+}
+
+/// Reads an issue as the REST API returns it (the same shape as in webhooks).
+pub fn issue_from_rest(repo: &str, body: &str) -> Result<IssueSnapshot, ParseError> {
+    let raw: RawIssue = serde_json::from_str(body).map_err(json_error)?;
+    Ok(raw.into_snapshot(repo))
+}
+
+impl RawIssue {
+    fn into_snapshot(self, repo: &str) -> IssueSnapshot {
+        IssueSnapshot {
+            key: IssueKey::github(repo, self.number),
+            title: self.title,
+            body: self.body.unwrap_or_default(),
+            url: self.html_url,
+            open: self.state == "open",
+            state_reason: self.state_reason,
+            author: self.user.login,
+            labels: self.labels.into_iter().map(|l| l.name).collect(),
+            assignees: self.assignees.into_iter().map(|u| u.login).collect(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            closed_at: self.closed_at,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawIssue {
+    number: u64,
+    title: String,
+    #[serde(default)]
+    body: Option<String>,
+    html_url: String,
+    state: String,
+    #[serde(default)]
+    state_reason: Option<String>,
+    user: User,
+    #[serde(default)]
+    labels: Vec<Label>,
+    #[serde(default)]
+    assignees: Vec<User>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    #[serde(default)]
+    closed_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pull_request: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct Repository {
+    full_name: String,
+}
+
+#[derive(Deserialize)]
+struct User {
+    login: String,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+}
+
+impl From<User> for Actor {
+    fn from(u: User) -> Actor {
+        Actor { is_bot: u.kind.as_deref() == Some("Bot"), login: u.login }
+    }
+}
+
+#[derive(Deserialize)]
+struct Label {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct RawComment {
+    id: u64,
+    #[serde(default)]
+    body: Option<String>,
+    user: User,
+    created_at: DateTime<Utc>,
+    #[serde(default)]
+    updated_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize)]
+struct Changes {
+    #[serde(default)]
+    body: Option<Change>,
+}
+
+#[derive(Deserialize)]
+struct Change {
+    from: String,
+}
+
+#[derive(Deserialize)]
+struct Installation {
+    id: u64,
+}

@@ -1,0 +1,21 @@
+//! The HTTP edge per tracker: check the signature, turn the payload into our `Event`.
+
+pub mod github;
+pub mod signature;
+
+/// What a delivery turned out to be, before anything is stored.
+#[derive(Debug)]
+pub enum Parsed {
+    /// An event rollgate processes.
+    Event(Box<crate::model::Event>),
+    /// GitHub's ping: answered 200, nothing stored.
+    Ping,
+    /// A well-formed delivery of a kind rollgate does not handle: acknowledged, not stored.
+    Ignored(String),
+}
+
+/// A body we could not read. The message is short and safe to send back: it names the
+/// problem, never echoes the payload.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);

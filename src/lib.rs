@@ -1,0 +1,16 @@
+//! rollgate: a rules-and-policy engine that enforces a production rollout playbook on the
+//! issue trackers teams already use. See DESIGN.md for the event path.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod explain;
+pub mod http;
+pub mod ingest;
+pub mod model;
+pub mod plan;
+pub mod policy;
+pub mod process;
+pub mod queue;
+pub mod store;
+pub mod tracker;

@@ -1,0 +1,179 @@
+//! Newtypes for identifiers, so a delivery id can never be passed where an issue key is meant.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackerKind {
+    Github,
+    Jira,
+}
+
+impl TrackerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrackerKind::Github => "github",
+            TrackerKind::Jira => "jira",
+        }
+    }
+}
+
+impl fmt::Display for TrackerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Identifies one issue across trackers: `github:owner/repo#12` or `jira:PROJ-12`.
+/// The text form is what the store keys on and what `rollgate explain` accepts (without the
+/// tracker prefix when it is unambiguous).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct IssueKey {
+    tracker: TrackerKind,
+    /// `owner/repo` on GitHub, the project key on Jira.
+    project: String,
+    /// The issue number on GitHub, the numeric part of the key on Jira.
+    number: u64,
+}
+
+impl IssueKey {
+    pub fn github(repo: impl Into<String>, number: u64) -> Self {
+        IssueKey { tracker: TrackerKind::Github, project: repo.into(), number }
+    }
+
+    pub fn tracker(&self) -> TrackerKind {
+        self.tracker
+    }
+
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    pub fn number(&self) -> u64 {
+        self.number
+    }
+
+    /// `owner/repo#12` or `PROJ-12`: how people write it.
+    pub fn short(&self) -> String {
+        match self.tracker {
+            TrackerKind::Github => format!("{}#{}", self.project, self.number),
+            TrackerKind::Jira => format!("{}-{}", self.project, self.number),
+        }
+    }
+}
+
+impl fmt::Display for IssueKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.tracker, self.short())
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("`{0}` is not an issue key: write owner/repo#12 (GitHub) or PROJ-12 (Jira)")]
+pub struct BadIssueKey(String);
+
+impl FromStr for IssueKey {
+    type Err = BadIssueKey;
+
+    /// Accepts `github:owner/repo#12`, `owner/repo#12`, `jira:PROJ-12` and `PROJ-12`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadIssueKey(s.to_string());
+        let (tracker, rest) = match s.split_once(':') {
+            Some(("github", rest)) => (Some(TrackerKind::Github), rest),
+            Some(("jira", rest)) => (Some(TrackerKind::Jira), rest),
+            Some(_) => return Err(bad()),
+            None => (None, s),
+        };
+        if let Some((repo, number)) = rest.rsplit_once('#') {
+            let valid_repo = repo.split('/').count() == 2 && repo.split('/').all(|p| !p.is_empty());
+            if tracker == Some(TrackerKind::Jira) || !valid_repo {
+                return Err(bad());
+            }
+            let number = number.parse().map_err(|_| bad())?;
+            return Ok(IssueKey::github(repo, number));
+        }
+        if tracker == Some(TrackerKind::Github) {
+            return Err(bad());
+        }
+        let (project, number) = rest.rsplit_once('-').ok_or_else(bad)?;
+        if project.is_empty() || !project.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(bad());
+        }
+        let number = number.parse().map_err(|_| bad())?;
+        Ok(IssueKey { tracker: TrackerKind::Jira, project: project.to_string(), number })
+    }
+}
+
+impl TryFrom<String> for IssueKey {
+    type Error = BadIssueKey;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<IssueKey> for String {
+    fn from(k: IssueKey) -> String {
+        k.to_string()
+    }
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+string_id!(
+    /// The tracker's delivery id (`X-GitHub-Delivery`, `X-Atlassian-Webhook-Identifier`).
+    DeliveryId
+);
+string_id!(
+    /// A short hash of every file in the policy folder: which rules made a decision.
+    PolicyVersion
+);
+
+/// A comment id on the tracker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CommentId(pub u64);
+
+impl fmt::Display for CommentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_keys_round_trip_and_reject_garbage() {
+        let k: IssueKey = "octo/hello#12".parse().unwrap();
+        assert_eq!(k.to_string(), "github:octo/hello#12");
+        assert_eq!(k.to_string().parse::<IssueKey>().unwrap(), k);
+        let j: IssueKey = "PROJ-7".parse().unwrap();
+        assert_eq!(j.to_string(), "jira:PROJ-7");
+        for bad in ["", "octo#1", "octo/hello#x", "/x#1", "jira:a/b#1", "github:PROJ-1", "nope:x#1"] {
+            assert!(bad.parse::<IssueKey>().is_err(), "{bad} should be rejected");
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! The policy set: every `policies/rules/*.rhai` compiled once, with the playbook's tables and
+//! vocabulary, evaluated in a sandbox. Rust knows no playbook rule; the files do.
+
+pub mod decision;
+pub mod vocabulary;
+
+use crate::model::{Event, IssueSnapshot, PolicyVersion};
+use crate::store::HistoryEntry;
+use chrono::{DateTime, Utc};
+use decision::{read_output, Decision};
+use rhai::{CallFnOptions, Dynamic, Engine, Map, Module, Scope, AST};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use vocabulary::{Normalized, Vocabulary};
+
+/// Sandbox limits for every rule call. A rule that loops, recurses or allocates past these is
+/// stopped and the event fails with the rule's name, instead of taking the worker down.
+pub mod limits {
+    pub const MAX_OPERATIONS: u64 = 200_000;
+    pub const MAX_CALL_LEVELS: usize = 32;
+    pub const MAX_EXPR_DEPTH: usize = 64;
+    pub const MAX_FN_EXPR_DEPTH: usize = 32;
+    pub const MAX_STRING_SIZE: usize = 256 * 1024;
+    pub const MAX_ARRAY_SIZE: usize = 10_000;
+    pub const MAX_MAP_SIZE: usize = 10_000;
+}
+
+const HOOK: &str = "decide";
+
+/// A policy folder that cannot become the running set. Shown to operators as
+/// `file:line:column: message` with the offending source line.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{file}:{line}:{column}: {message}\n    {source_line}")]
+    Compile { file: String, line: usize, column: usize, message: String, source_line: String },
+    #[error("{file}: {message}")]
+    Invalid { file: String, message: String },
+    #[error("{0}")]
+    Io(String),
+}
+
+/// A rule failed while deciding on an event.
+#[derive(Debug, thiserror::Error)]
+#[error("policy rule {rule}: {message}")]
+pub struct EvalError {
+    pub rule: String,
+    pub message: String,
+}
+
+/// Configuration a policy may read (`ctx.config`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PolicyConfig {
+    pub roles: PolicyRoles,
+    pub timezone: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PolicyRoles {
+    pub pm: Vec<String>,
+    pub qa_lead: Vec<String>,
+}
+
+/// Everything a rule sees. Rules are pure: this and `now` are their only inputs.
+pub struct Input<'a> {
+    pub issue: &'a IssueSnapshot,
+    pub normalized: &'a Normalized,
+    pub event: &'a Event,
+    pub history: &'a [HistoryEntry],
+    pub config: &'a PolicyConfig,
+    pub now: DateTime<Utc>,
+}
+
+struct Rule {
+    name: String,
+    ast: AST,
+}
+
+pub struct PolicySet {
+    pub version: PolicyVersion,
+    pub vocabulary: Vocabulary,
+    engine: Engine,
+    rules: Vec<Rule>,
+}
+
+impl std::fmt::Debug for PolicySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicySet")
+            .field("version", &self.version)
+            .field("rules", &self.rule_names())
+            .finish()
+    }
+}
+
+impl PolicySet {
+    /// Loads and compiles a policy folder: `vocabulary.toml`, optional `playbook.toml`, and
+    /// `rules/*.rhai` in file-name order.
+    pub fn load(dir: &Path) -> Result<Arc<PolicySet>, PolicyError> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|e| PolicyError::Io(format!("{}: {e}", p.display())))
+        };
+        let vocab_path = dir.join("vocabulary.toml");
+        let vocabulary = Vocabulary::parse(&read(&vocab_path)?).map_err(|e| PolicyError::Invalid {
+            file: vocab_path.display().to_string(),
+            message: format!("{e:#}"),
+        })?;
+
+        let mut engine = sandboxed_engine();
+        let playbook_path = dir.join("playbook.toml");
+        if playbook_path.exists() {
+            let table: toml::Table = toml::from_str(&read(&playbook_path)?).map_err(|e| {
+                PolicyError::Invalid { file: playbook_path.display().to_string(), message: e.to_string() }
+            })?;
+            let mut module = Module::new();
+            for (name, value) in table {
+                let value = rhai::serde::to_dynamic(&value).map_err(|e| PolicyError::Invalid {
+                    file: playbook_path.display().to_string(),
+                    message: format!("{name}: {e}"),
+                })?;
+                module.set_var(name, value);
+            }
+            module.build_index();
+            engine.register_static_module("playbook", module.into());
+        }
+
+        let rules_dir = dir.join("rules");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&rules_dir)
+            .map_err(|e| PolicyError::Io(format!("{}: {e}", rules_dir.display())))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(PolicyError::Io(format!("{}: no *.rhai rules", rules_dir.display())));
+        }
+        let mut rules = Vec::new();
+        for path in &files {
+            let source = read(path)?;
+            let shown = path.display().to_string();
+            let ast = engine.compile(&source).map_err(|e| {
+                let pos = e.position();
+                compile_error(&shown, &source, pos.line(), pos.position(), e.err_type().to_string())
+            })?;
+            let has_hook = ast.iter_functions().any(|f| f.name == HOOK && f.params.len() == 3);
+            if !has_hook {
+                return Err(PolicyError::Invalid {
+                    file: shown,
+                    message: format!("defines no `fn {HOOK}(issue, event, ctx)`"),
+                });
+            }
+            let name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+            rules.push(Rule { name, ast });
+        }
+        Ok(Arc::new(PolicySet { version: version_of(dir)?, vocabulary, engine, rules }))
+    }
+
+    pub fn rule_names(&self) -> Vec<&str> {
+        self.rules.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    /// Runs every rule in order. Each rule sees the issue with the fields and flags the rules
+    /// before it decided, so later rules check the state the earlier ones are producing.
+    pub fn evaluate(&self, input: &Input<'_>) -> Result<Decision, EvalError> {
+        let mut issue = issue_map(input);
+        let event = to_dynamic(&EventView::from(input.event));
+        let ctx = to_dynamic(&Ctx { history: input.history, config: input.config, now: input.now });
+        let mut decision = Decision::default();
+        for rule in &self.rules {
+            let fail = |message: String| EvalError { rule: rule.name.clone(), message };
+            let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
+            let value: Dynamic = self
+                .engine
+                .call_fn_with_options(
+                    options,
+                    &mut Scope::new(),
+                    &rule.ast,
+                    HOOK,
+                    (Dynamic::from_map(issue.clone()), event.clone(), ctx.clone()),
+                )
+                .map_err(|e| {
+                    let pos = e.position();
+                    fail(if pos.is_none() {
+                        e.to_string()
+                    } else {
+                        format!("{} (line {}, column {})", e, pos.line().unwrap_or(0), pos.position().unwrap_or(0))
+                    })
+                })?;
+            let out = read_output(value, &self.vocabulary).map_err(fail)?;
+            apply_to_view(&mut issue, &out);
+            for (field, value) in out.fields {
+                decision.fields.insert(field, value);
+            }
+            for (flag, on) in out.flags {
+                decision.flags.insert(flag, on);
+            }
+            for (tag, body) in out.comments {
+                decision.comments.insert(tag, body);
+            }
+            decision.records.extend(out.records);
+            decision.why.extend(out.why.into_iter().map(|w| format!("{}: {w}", rule.name)));
+        }
+        Ok(decision)
+    }
+}
+
+fn sandboxed_engine() -> Engine {
+    let mut engine = Engine::new();
+    engine
+        .set_max_operations(limits::MAX_OPERATIONS)
+        .set_max_call_levels(limits::MAX_CALL_LEVELS)
+        .set_max_expr_depths(limits::MAX_EXPR_DEPTH, limits::MAX_FN_EXPR_DEPTH)
+        .set_max_string_size(limits::MAX_STRING_SIZE)
+        .set_max_array_size(limits::MAX_ARRAY_SIZE)
+        .set_max_map_size(limits::MAX_MAP_SIZE)
+        // Policies are pure: no `import` (which would read files), no `eval`.
+        .set_max_modules(0)
+        .set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new())
+        .set_strict_variables(true);
+    engine.disable_symbol("eval");
+    engine.on_print(|text| tracing::info!(target: "rollgate::policy", "{text}"));
+    engine.on_debug(|text, source, pos| {
+        tracing::debug!(target: "rollgate::policy", source = source.unwrap_or(""), line = pos.line().unwrap_or(0), "{text}")
+    });
+    engine
+}
+
+fn compile_error(file: &str, source: &str, line: Option<usize>, col: Option<usize>, message: String) -> PolicyError {
+    let line = line.unwrap_or(0);
+    let source_line = source.lines().nth(line.saturating_sub(1)).unwrap_or("").trim_end().to_string();
+    PolicyError::Compile { file: file.into(), line, column: col.unwrap_or(0), message, source_line }
+}
+
+/// A short hash of every file under the policy folder (path and content), so each decision
+/// names the exact rules and tables that made it.
+fn version_of(dir: &Path) -> Result<PolicyVersion, PolicyError> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            let hidden = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            if hidden {
+                continue;
+            }
+            if path.is_dir() {
+                walk(&path, out)?;
+            } else {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(dir, &mut files).map_err(|e| PolicyError::Io(format!("{}: {e}", dir.display())))?;
+    files.sort();
+    let mut hash = Sha256::new();
+    for f in files {
+        let rel = f.strip_prefix(dir).unwrap_or(&f);
+        hash.update(rel.to_string_lossy().as_bytes());
+        hash.update([0]);
+        hash.update(std::fs::read(&f).map_err(|e| PolicyError::Io(format!("{}: {e}", f.display())))?);
+        hash.update([0]);
+    }
+    Ok(PolicyVersion(hex::encode(&hash.finalize()[..6])))
+}
+
+fn to_dynamic<T: Serialize>(v: &T) -> Dynamic {
+    rhai::serde::to_dynamic(v).expect("plain data always converts")
+}
+
+#[derive(Serialize)]
+struct IssueView<'a> {
+    key: String,
+    project: &'a str,
+    number: u64,
+    title: &'a str,
+    body: &'a str,
+    url: &'a str,
+    open: bool,
+    state_reason: &'a Option<String>,
+    author: &'a str,
+    labels: &'a [String],
+    assignees: &'a [String],
+    fields: &'a std::collections::BTreeMap<String, String>,
+    flags: std::collections::BTreeMap<&'a str, bool>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+fn issue_map(input: &Input<'_>) -> Map {
+    let i = input.issue;
+    let view = IssueView {
+        key: i.key.short(),
+        project: i.key.project(),
+        number: i.key.number(),
+        title: &i.title,
+        body: &i.body,
+        url: &i.url,
+        open: i.open,
+        state_reason: &i.state_reason,
+        author: &i.author,
+        labels: &i.labels,
+        assignees: &i.assignees,
+        fields: &input.normalized.fields,
+        flags: input.normalized.flags.iter().map(|f| (f.as_str(), true)).collect(),
+        created_at: i.created_at,
+        updated_at: i.updated_at,
+    };
+    to_dynamic(&view).try_cast::<Map>().expect("a struct converts to a map")
+}
+
+/// Folds one rule's field and flag decisions into the issue the next rule sees.
+fn apply_to_view(issue: &mut Map, out: &decision::RuleOutput) {
+    if let Some(mut fields) = issue.get("fields").and_then(|f| f.clone().try_cast::<Map>()) {
+        for (field, value) in &out.fields {
+            match value {
+                Some(v) => fields.insert(field.into(), v.clone().into()),
+                None => fields.remove(field.as_str()),
+            };
+        }
+        issue.insert("fields".into(), fields.into());
+    }
+    if let Some(mut flags) = issue.get("flags").and_then(|f| f.clone().try_cast::<Map>()) {
+        for (flag, on) in &out.flags {
+            if *on {
+                flags.insert(flag.into(), true.into());
+            } else {
+                flags.remove(flag.as_str());
+            }
+        }
+        issue.insert("flags".into(), flags.into());
+    }
+}
+
+#[derive(Serialize)]
+struct EventView<'a> {
+    kind: &'a str,
+    delivery: &'a str,
+    actor: &'a crate::model::Actor,
+    label: &'a Option<String>,
+    comment: Option<CommentView<'a>>,
+    occurred_at: DateTime<Utc>,
+}
+
+#[derive(Serialize)]
+struct CommentView<'a> {
+    id: u64,
+    body: &'a str,
+    author: &'a crate::model::Actor,
+    previous_body: &'a Option<String>,
+}
+
+impl<'a> From<&'a Event> for EventView<'a> {
+    fn from(e: &'a Event) -> Self {
+        EventView {
+            kind: &e.kind,
+            delivery: e.delivery.as_str(),
+            actor: &e.actor,
+            label: &e.label,
+            comment: e.comment.as_ref().map(|c| CommentView {
+                id: c.id.0,
+                body: &c.body,
+                author: &c.author,
+                previous_body: &c.previous_body,
+            }),
+            occurred_at: e.occurred_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Ctx<'a> {
+    history: &'a [HistoryEntry],
+    config: &'a PolicyConfig,
+    now: DateTime<Utc>,
+}
+
+/// The running policy set, shared by workers and swapped whole on reload: an event in flight
+/// keeps the set it started with.
+#[derive(Clone)]
+pub struct PolicyHandle(Arc<std::sync::RwLock<Arc<PolicySet>>>);
+
+impl PolicyHandle {
+    pub fn new(set: Arc<PolicySet>) -> Self {
+        PolicyHandle(Arc::new(std::sync::RwLock::new(set)))
+    }
+
+    pub fn current(&self) -> Arc<PolicySet> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn replace(&self, set: Arc<PolicySet>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = set;
+    }
+}

@@ -1,0 +1,132 @@
+//! The inbox workers: per-issue order, parallel across issues, retries with backoff, then a
+//! dead letter. All state is in the store, so a restart resumes where the last run stopped.
+
+use crate::clock::Clock;
+use crate::model::IssueKey;
+use crate::process::{Failure, Processor};
+use crate::store::{InboxItem, Store};
+use chrono::{DateTime, Utc};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{watch, Notify, Semaphore};
+
+/// How often the inbox is looked at when nothing wakes the dispatcher (retries coming due).
+const POLL: Duration = Duration::from_millis(250);
+const MAX_BACKOFF_SECS: i64 = 600;
+
+pub struct Queue {
+    pub store: Arc<dyn Store>,
+    pub processor: Arc<Processor>,
+    pub clock: Arc<dyn Clock>,
+    /// Rung by ingest after every insert and by workers when they finish.
+    pub wake: Arc<Notify>,
+    pub workers: usize,
+    pub max_attempts: u32,
+}
+
+/// Delay before attempt `attempts + 1`: 1 s, 2 s, 4 s, ... capped at ten minutes.
+pub fn backoff(attempts: u32) -> chrono::Duration {
+    chrono::Duration::seconds((1i64 << attempts.saturating_sub(1).min(20)).min(MAX_BACKOFF_SECS))
+}
+
+impl Queue {
+    /// Runs until `shutdown` turns true, then waits for the events in flight to finish.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let queue = Arc::new(self);
+        let busy: Arc<Mutex<HashSet<IssueKey>>> = Arc::default();
+        let slots = Arc::new(Semaphore::new(queue.workers));
+        while !*shutdown.borrow() {
+            let free = slots.available_permits();
+            let mut claimed = 0;
+            if free > 0 {
+                let exclude = busy.lock().expect("busy set").clone();
+                match queue.store.ready(queue.clock.now(), free, &exclude).await {
+                    Ok(items) => {
+                        claimed = items.len();
+                        for item in items {
+                            let permit = slots.clone().acquire_owned().await.expect("semaphore open");
+                            busy.lock().expect("busy set").insert(item.event.issue.key.clone());
+                            let (queue, busy) = (queue.clone(), busy.clone());
+                            tokio::spawn(async move {
+                                queue.handle(&item).await;
+                                busy.lock().expect("busy set").remove(&item.event.issue.key);
+                                drop(permit);
+                                queue.wake.notify_one();
+                            });
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %format!("{e:#}"), "reading the inbox failed"),
+                }
+            }
+            // More may be waiting when every free slot was filled; otherwise sleep until woken.
+            if claimed > 0 && claimed == free && slots.available_permits() > 0 {
+                continue;
+            }
+            tokio::select! {
+                _ = queue.wake.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        // Let the events in flight finish so their effects are recorded.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(30),
+            slots.acquire_many(queue.workers as u32),
+        )
+        .await;
+    }
+
+    async fn handle(&self, item: &InboxItem) {
+        let result = self.processor.process(item).await;
+        let recorded = match result {
+            Ok(()) => Ok(()),
+            Err(failure) => {
+                let attempts = item.attempts + 1;
+                let (error, not_before, permanent) = match failure {
+                    Failure::Retry { error, not_before } => (error, not_before, false),
+                    Failure::Permanent(error) => (error, None, true),
+                };
+                if permanent || attempts >= self.max_attempts {
+                    tracing::error!(
+                        issue = %item.event.issue.key.short(),
+                        delivery = %item.event.delivery,
+                        attempts,
+                        error = %error,
+                        "dead letter: `rollgate replay` lists and requeues it"
+                    );
+                    self.store.bury(item.id, &error).await
+                } else {
+                    let at = retry_time(self.clock.now(), attempts, not_before);
+                    self.store.retry_at(item.id, &error, at).await
+                }
+            }
+        };
+        if let Err(e) = recorded {
+            // The row stays pending: the next pass picks it up again.
+            tracing::error!(error = %format!("{e:#}"), inbox_id = item.id, "recording an outcome failed");
+        }
+    }
+}
+
+fn retry_time(now: DateTime<Utc>, attempts: u32, not_before: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    let at = now + backoff(attempts);
+    not_before.map_or(at, |nb| nb.max(at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped_and_the_tracker_may_ask_for_longer() {
+        assert_eq!(backoff(1).num_seconds(), 1);
+        assert_eq!(backoff(2).num_seconds(), 2);
+        assert_eq!(backoff(5).num_seconds(), 16);
+        assert_eq!(backoff(40).num_seconds(), MAX_BACKOFF_SECS);
+        let now = Utc::now();
+        let later = now + chrono::Duration::seconds(90);
+        assert_eq!(retry_time(now, 1, Some(later)), later);
+        assert_eq!(retry_time(now, 3, None), now + chrono::Duration::seconds(4));
+    }
+}

@@ -1,0 +1,178 @@
+//! Persistence behind one interface, so a second backend (PostgreSQL) implements the same
+//! trait. Everything the service must not lose lives here: the inbox, the issue view, the bot's
+//! comments, history and the audit trail.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use crate::model::{CommentId, Event, IssueKey, IssueSnapshot};
+use anyhow::{bail, Context};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    Queued,
+    /// The tracker sent this delivery id before: acknowledged, not processed again.
+    Duplicate,
+}
+
+#[derive(Debug, Clone)]
+pub struct InboxItem {
+    pub id: i64,
+    pub event: Event,
+    /// Attempts made before this one.
+    pub attempts: u32,
+}
+
+/// A comment the bot owns on an issue; `body_hash` lets the planner skip unchanged edits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotComment {
+    pub id: CommentId,
+    pub body_hash: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct IssueState {
+    pub snapshot: IssueSnapshot,
+    pub bot_comments: BTreeMap<String, BotComment>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// A person (or another bot) changed the issue on the tracker.
+    Tracker,
+    /// rollgate applied the change.
+    Rollgate,
+    /// A fact a policy asked to record.
+    Policy,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Tracker => "tracker",
+            Source::Rollgate => "rollgate",
+            Source::Policy => "policy",
+        }
+    }
+
+    fn parse(s: &str) -> Source {
+        match s {
+            "rollgate" => Source::Rollgate,
+            "policy" => Source::Policy,
+            _ => Source::Tracker,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryEntry {
+    pub at: DateTime<Utc>,
+    pub field: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub actor: String,
+    pub source: Source,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    pub delivery: String,
+    pub issue_key: String,
+    pub kind: String,
+    pub policy_version: String,
+    pub decision: serde_json::Value,
+    pub effects: serde_json::Value,
+    pub dry_run: bool,
+    pub attempt: u32,
+    pub eval_us: u64,
+    pub apply_ms: u64,
+    pub total_ms: u64,
+    pub processed_at: DateTime<Utc>,
+}
+
+/// Everything one processed event changes, committed in one transaction with the inbox row,
+/// so an event is either wholly recorded as done or retried.
+#[derive(Debug)]
+pub struct Completion {
+    pub inbox_id: i64,
+    pub snapshot: IssueSnapshot,
+    pub bot_comments: Vec<(String, BotComment)>,
+    pub history: Vec<HistoryEntry>,
+    pub audit: AuditRecord,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub delivery: String,
+    pub tracker: String,
+    pub issue_key: String,
+    pub kind: String,
+    pub attempts: u32,
+    pub last_error: String,
+    pub received_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct InboxStats {
+    pub pending: u64,
+    pub done: u64,
+    pub dead: u64,
+    pub oldest_pending: Option<DateTime<Utc>>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn migrate(&self) -> anyhow::Result<()>;
+    async fn ping(&self) -> anyhow::Result<()>;
+
+    /// Commits the event durably; only then may the delivery be acknowledged.
+    async fn enqueue(&self, event: &Event) -> anyhow::Result<Inserted>;
+    /// The oldest pending event of each issue that is due and not in `busy`, oldest first.
+    /// An issue whose oldest event waits for a retry yields nothing: later events wait too.
+    async fn ready(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        busy: &HashSet<IssueKey>,
+    ) -> anyhow::Result<Vec<InboxItem>>;
+    async fn complete(&self, c: Completion) -> anyhow::Result<()>;
+    async fn retry_at(&self, id: i64, error: &str, at: DateTime<Utc>) -> anyhow::Result<()>;
+    async fn bury(&self, id: i64, error: &str) -> anyhow::Result<()>;
+    async fn dead_letters(&self) -> anyhow::Result<Vec<DeadLetter>>;
+    /// Puts dead letters back in the inbox (all when `ids` is empty); returns how many.
+    async fn requeue(&self, ids: &[i64]) -> anyhow::Result<u64>;
+    async fn inbox_stats(&self) -> anyhow::Result<InboxStats>;
+
+    async fn issue_state(&self, key: &IssueKey) -> anyhow::Result<Option<IssueState>>;
+    async fn history(&self, key: &IssueKey) -> anyhow::Result<Vec<HistoryEntry>>;
+    async fn audit(&self, key: &IssueKey) -> anyhow::Result<Vec<AuditRecord>>;
+}
+
+/// Opens the store named by a database URL and applies pending migrations.
+pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
+        Arc::new(SqliteStore::connect(url).await?)
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        bail!("PostgreSQL is not supported yet; use a sqlite:// URL");
+    } else {
+        bail!("database URL {url:?} must start with sqlite:// or postgres://");
+    };
+    store.migrate().await.context("applying database migrations")?;
+    Ok(store)
+}
+
+fn to_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}

@@ -1,0 +1,355 @@
+//! The embedded default store. WAL mode with `synchronous = FULL`: a committed delivery
+//! survives a crash of the process and of the machine.
+
+use super::*;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .with_context(|| format!("database URL {url:?} is not a SQLite URL"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("opening {url}"))?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> anyhow::Result<String> {
+    serde_json::to_string(v).context("serializing for the store")
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> anyhow::Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn enqueue(&self, event: &Event) -> anyhow::Result<Inserted> {
+        let done = sqlx::query(
+            "INSERT INTO inbox (tracker, delivery_id, kind, issue_key, event, received_at)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (tracker, delivery_id) DO NOTHING",
+        )
+        .bind(event.tracker().as_str())
+        .bind(event.delivery.as_str())
+        .bind(&event.kind)
+        .bind(event.issue.key.to_string())
+        .bind(json(event)?)
+        .bind(to_ms(event.received_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(if done.rows_affected() == 1 { Inserted::Queued } else { Inserted::Duplicate })
+    }
+
+    async fn ready(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        busy: &HashSet<IssueKey>,
+    ) -> anyhow::Result<Vec<InboxItem>> {
+        // Ask for enough rows that skipping the busy issues still fills `limit`.
+        let rows = sqlx::query(
+            "SELECT i.id, i.issue_key, i.event, i.attempts
+             FROM inbox i
+             JOIN (SELECT issue_key, MIN(id) AS id FROM inbox WHERE status = 'pending'
+                   GROUP BY issue_key) head ON head.id = i.id
+             WHERE i.next_attempt_at <= ?
+             ORDER BY i.id
+             LIMIT ?",
+        )
+        .bind(to_ms(now))
+        .bind((limit + busy.len()) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut items = Vec::with_capacity(limit);
+        for row in rows {
+            let key: String = row.get("issue_key");
+            let key: IssueKey = key.parse()?;
+            if busy.contains(&key) {
+                continue;
+            }
+            let id: i64 = row.get("id");
+            let event: Event = serde_json::from_str(row.get("event"))
+                .with_context(|| format!("inbox row {id} holds an unreadable event"))?;
+            items.push(InboxItem { id, event, attempts: row.get::<i64, _>("attempts") as u32 });
+            if items.len() == limit {
+                break;
+            }
+        }
+        Ok(items)
+    }
+
+    async fn complete(&self, c: Completion) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let key = c.snapshot.key.to_string();
+        sqlx::query(
+            "INSERT INTO issues (issue_key, snapshot, updated_at) VALUES (?, ?, ?)
+             ON CONFLICT (issue_key) DO UPDATE SET snapshot = excluded.snapshot,
+                                                   updated_at = excluded.updated_at",
+        )
+        .bind(&key)
+        .bind(json(&c.snapshot)?)
+        .bind(to_ms(c.snapshot.updated_at))
+        .execute(&mut *tx)
+        .await?;
+        for (tag, comment) in &c.bot_comments {
+            sqlx::query(
+                "INSERT INTO bot_comments (issue_key, tag, comment_id, body_hash) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (issue_key, tag) DO UPDATE SET comment_id = excluded.comment_id,
+                                                           body_hash = excluded.body_hash",
+            )
+            .bind(&key)
+            .bind(tag)
+            .bind(comment.id.0 as i64)
+            .bind(&comment.body_hash)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for h in &c.history {
+            sqlx::query(
+                "INSERT INTO history (issue_key, at, field, old_value, new_value, actor, source, delivery)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&key)
+            .bind(to_ms(h.at))
+            .bind(&h.field)
+            .bind(&h.from)
+            .bind(&h.to)
+            .bind(&h.actor)
+            .bind(h.source.as_str())
+            .bind(&c.audit.delivery)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let a = &c.audit;
+        sqlx::query(
+            "INSERT INTO audit (tracker, delivery_id, issue_key, kind, policy_version, decision,
+                                effects, dry_run, attempt, eval_us, apply_ms, total_ms, processed_at)
+             SELECT tracker, delivery_id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM inbox WHERE id = ?
+             ON CONFLICT (tracker, delivery_id) DO UPDATE SET
+                policy_version = excluded.policy_version, decision = excluded.decision,
+                effects = excluded.effects, dry_run = excluded.dry_run, attempt = excluded.attempt,
+                eval_us = excluded.eval_us, apply_ms = excluded.apply_ms,
+                total_ms = excluded.total_ms, processed_at = excluded.processed_at",
+        )
+        .bind(&a.issue_key)
+        .bind(&a.kind)
+        .bind(&a.policy_version)
+        .bind(json(&a.decision)?)
+        .bind(json(&a.effects)?)
+        .bind(a.dry_run)
+        .bind(a.attempt as i64)
+        .bind(a.eval_us as i64)
+        .bind(a.apply_ms as i64)
+        .bind(a.total_ms as i64)
+        .bind(to_ms(a.processed_at))
+        .bind(c.inbox_id)
+        .execute(&mut *tx)
+        .await?;
+        let marked = sqlx::query(
+            "UPDATE inbox SET status = 'done', attempts = attempts + 1, last_error = NULL
+             WHERE id = ? AND status = 'pending'",
+        )
+        .bind(c.inbox_id)
+        .execute(&mut *tx)
+        .await?;
+        if marked.rows_affected() != 1 {
+            // Someone else finished or buried it: keep their record, not ours.
+            tx.rollback().await?;
+            bail!("inbox row {} was no longer pending", c.inbox_id);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn retry_at(&self, id: i64, error: &str, at: DateTime<Utc>) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE inbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?
+             WHERE id = ? AND status = 'pending'",
+        )
+        .bind(error)
+        .bind(to_ms(at))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn bury(&self, id: i64, error: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE inbox SET status = 'dead', attempts = attempts + 1, last_error = ?
+             WHERE id = ? AND status = 'pending'",
+        )
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn dead_letters(&self) -> anyhow::Result<Vec<DeadLetter>> {
+        let rows = sqlx::query(
+            "SELECT id, tracker, delivery_id, issue_key, kind, attempts, last_error, received_at
+             FROM inbox WHERE status = 'dead' ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DeadLetter {
+                id: r.get("id"),
+                tracker: r.get("tracker"),
+                delivery: r.get("delivery_id"),
+                issue_key: r.get("issue_key"),
+                kind: r.get("kind"),
+                attempts: r.get::<i64, _>("attempts") as u32,
+                last_error: r.get::<Option<String>, _>("last_error").unwrap_or_default(),
+                received_at: from_ms(r.get("received_at")),
+            })
+            .collect())
+    }
+
+    async fn requeue(&self, ids: &[i64]) -> anyhow::Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut n = 0;
+        if ids.is_empty() {
+            n = sqlx::query(
+                "UPDATE inbox SET status = 'pending', attempts = 0, next_attempt_at = 0
+                 WHERE status = 'dead'",
+            )
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        for id in ids {
+            n += sqlx::query(
+                "UPDATE inbox SET status = 'pending', attempts = 0, next_attempt_at = 0
+                 WHERE id = ? AND status = 'dead'",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn inbox_stats(&self) -> anyhow::Result<InboxStats> {
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(status = 'pending'), 0) AS pending,
+                    COALESCE(SUM(status = 'done'), 0) AS done,
+                    COALESCE(SUM(status = 'dead'), 0) AS dead,
+                    MIN(CASE WHEN status = 'pending' THEN received_at END) AS oldest
+             FROM inbox",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(InboxStats {
+            pending: row.get::<i64, _>("pending") as u64,
+            done: row.get::<i64, _>("done") as u64,
+            dead: row.get::<i64, _>("dead") as u64,
+            oldest_pending: row.get::<Option<i64>, _>("oldest").map(from_ms),
+        })
+    }
+
+    async fn issue_state(&self, key: &IssueKey) -> anyhow::Result<Option<IssueState>> {
+        let k = key.to_string();
+        let Some(row) = sqlx::query("SELECT snapshot FROM issues WHERE issue_key = ?")
+            .bind(&k)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let snapshot = serde_json::from_str(row.get("snapshot"))
+            .with_context(|| format!("stored view of {key} is unreadable"))?;
+        let bot_comments = sqlx::query(
+            "SELECT tag, comment_id, body_hash FROM bot_comments WHERE issue_key = ?",
+        )
+        .bind(&k)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let comment =
+                BotComment { id: CommentId(r.get::<i64, _>("comment_id") as u64), body_hash: r.get("body_hash") };
+            (r.get("tag"), comment)
+        })
+        .collect();
+        Ok(Some(IssueState { snapshot, bot_comments }))
+    }
+
+    async fn history(&self, key: &IssueKey) -> anyhow::Result<Vec<HistoryEntry>> {
+        let rows = sqlx::query(
+            "SELECT at, field, old_value, new_value, actor, source FROM history
+             WHERE issue_key = ? ORDER BY at, id",
+        )
+        .bind(key.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| HistoryEntry {
+                at: from_ms(r.get("at")),
+                field: r.get("field"),
+                from: r.get("old_value"),
+                to: r.get("new_value"),
+                actor: r.get("actor"),
+                source: Source::parse(r.get("source")),
+            })
+            .collect())
+    }
+
+    async fn audit(&self, key: &IssueKey) -> anyhow::Result<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT delivery_id, issue_key, kind, policy_version, decision, effects, dry_run,
+                    attempt, eval_us, apply_ms, total_ms, processed_at
+             FROM audit WHERE issue_key = ? ORDER BY id",
+        )
+        .bind(key.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(AuditRecord {
+                    delivery: r.get("delivery_id"),
+                    issue_key: r.get("issue_key"),
+                    kind: r.get("kind"),
+                    policy_version: r.get("policy_version"),
+                    decision: serde_json::from_str(r.get("decision"))?,
+                    effects: serde_json::from_str(r.get("effects"))?,
+                    dry_run: r.get("dry_run"),
+                    attempt: r.get::<i64, _>("attempt") as u32,
+                    eval_us: r.get::<i64, _>("eval_us") as u64,
+                    apply_ms: r.get::<i64, _>("apply_ms") as u64,
+                    total_ms: r.get::<i64, _>("total_ms") as u64,
+                    processed_at: from_ms(r.get("processed_at")),
+                })
+            })
+            .collect()
+    }
+}

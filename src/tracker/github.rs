@@ -1,0 +1,201 @@
+//! GitHub through octocrab. Calls go through octocrab's raw request methods so the retry loop
+//! sees status and headers (`Retry-After`, `X-RateLimit-*`), which octocrab's typed errors drop.
+
+use super::retry::{classify, RetryPolicy};
+use super::{Comment, Tracker, TrackerError, TrackerResult};
+use crate::config::Secret;
+use crate::model::{CommentId, IssueKey, IssueSnapshot};
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::Utc;
+use http::{Method, StatusCode};
+use octocrab::Octocrab;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde::Deserialize;
+use serde_json::json;
+use std::time::Duration;
+
+/// Everything but RFC 3986's unreserved characters: `lane/B` must reach GitHub as `lane%2FB`.
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+pub struct GithubTracker {
+    client: Octocrab,
+    retry: RetryPolicy,
+}
+
+impl GithubTracker {
+    pub fn new(api_url: &str, token: &Secret, retry: RetryPolicy) -> anyhow::Result<Self> {
+        let client = Octocrab::builder()
+            .base_uri(api_url)
+            .with_context(|| format!("GitHub API URL {api_url:?}"))?
+            .personal_token(token.expose().to_string())
+            .set_connect_timeout(Some(Duration::from_secs(5)))
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .set_write_timeout(Some(Duration::from_secs(20)))
+            .build()
+            .context("building the GitHub client")?;
+        Ok(GithubTracker { client, retry })
+    }
+
+    /// One API call with retries in place; returns the response body of a 2xx.
+    async fn call(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> TrackerResult<String> {
+        let mut attempt = 0;
+        loop {
+            let last = attempt + 1 >= self.retry.attempts;
+            let sent = match method {
+                Method::GET => self.client._get(path).await,
+                Method::POST => self.client._post(path, body.as_ref()).await,
+                Method::PATCH => self.client._patch(path, body.as_ref()).await,
+                Method::DELETE => self.client._delete(path, body.as_ref()).await,
+                _ => unreachable!("only GET, POST, PATCH and DELETE are used"),
+            };
+            let wait = match sent {
+                Err(e) => {
+                    // Connection refused or reset, timeout: nothing reached GitHub or we
+                    // cannot tell; every call we make is safe to repeat.
+                    if last {
+                        return Err(TrackerError::Transient(format!("{method} {path}: {e}")));
+                    }
+                    self.retry.backoff(attempt)
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    let headers = response.headers().clone();
+                    let text = self
+                        .client
+                        .body_to_string(response)
+                        .await
+                        .map_err(|e| TrackerError::Transient(format!("{method} {path}: reading body: {e}")))?;
+                    if status.is_success() {
+                        return Ok(text);
+                    }
+                    if status == StatusCode::NOT_FOUND {
+                        return Err(TrackerError::NotFound);
+                    }
+                    let now = Utc::now();
+                    let Some(asked) = classify(status, &headers, &text, now) else {
+                        return Err(TrackerError::Rejected(format!("{method} {path}: {status} {}", message(&text))));
+                    };
+                    let wait = asked.unwrap_or_else(|| self.retry.backoff(attempt));
+                    if wait > self.retry.max_wait_in_place || last {
+                        let retry_at = now + chrono::Duration::from_std(wait.max(self.retry.backoff(attempt)))
+                            .unwrap_or(chrono::Duration::seconds(60));
+                        return Err(if asked.is_some() || status.as_u16() == 429 || status.as_u16() == 403 {
+                            TrackerError::RateLimited { retry_at }
+                        } else {
+                            TrackerError::Transient(format!("{method} {path}: {status}"))
+                        });
+                    }
+                    tracing::warn!(%status, attempt, wait_ms = wait.as_millis() as u64, "GitHub asked us to wait");
+                    wait
+                }
+            };
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    fn issue_path(issue: &IssueKey) -> String {
+        format!("/repos/{}/issues/{}", issue.project(), issue.number())
+    }
+}
+
+/// GitHub's error `message`, kept short: never a whole body in a log line.
+fn message(text: &str) -> String {
+    #[derive(Deserialize)]
+    struct Message {
+        message: String,
+    }
+    let m = serde_json::from_str::<Message>(text).map(|m| m.message).unwrap_or_default();
+    m.chars().take(200).collect()
+}
+
+fn parse<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> TrackerResult<T> {
+    serde_json::from_str(text).map_err(|e| TrackerError::Rejected(format!("unexpected {what} response: {e}")))
+}
+
+#[derive(Deserialize)]
+struct RawComment {
+    id: u64,
+    #[serde(default)]
+    body: Option<String>,
+    user: RawUser,
+}
+
+#[derive(Deserialize)]
+struct RawUser {
+    login: String,
+}
+
+#[async_trait]
+impl Tracker for GithubTracker {
+    async fn get_issue(&self, issue: &IssueKey) -> TrackerResult<IssueSnapshot> {
+        let text = self.call(Method::GET, &Self::issue_path(issue), None).await?;
+        crate::ingest::github::issue_from_rest(issue.project(), &text)
+            .map_err(|e| TrackerError::Rejected(format!("unexpected issue response: {e}")))
+    }
+
+    async fn list_comments(&self, issue: &IssueKey) -> TrackerResult<Vec<Comment>> {
+        const PER_PAGE: usize = 100;
+        let mut all = Vec::new();
+        for page in 1.. {
+            let path = format!("{}/comments?per_page={PER_PAGE}&page={page}", Self::issue_path(issue));
+            let batch: Vec<RawComment> = parse("comments", &self.call(Method::GET, &path, None).await?)?;
+            let n = batch.len();
+            all.extend(batch.into_iter().map(|c| Comment {
+                id: CommentId(c.id),
+                body: c.body.unwrap_or_default(),
+                author: c.user.login,
+            }));
+            if n < PER_PAGE {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    async fn add_labels(&self, issue: &IssueKey, labels: &[String]) -> TrackerResult<()> {
+        let path = format!("{}/labels", Self::issue_path(issue));
+        self.call(Method::POST, &path, Some(json!({ "labels": labels }))).await.map(drop)
+    }
+
+    async fn remove_label(&self, issue: &IssueKey, label: &str) -> TrackerResult<()> {
+        let name = utf8_percent_encode(label, PATH_SEGMENT);
+        let path = format!("{}/labels/{name}", Self::issue_path(issue));
+        match self.call(Method::DELETE, &path, None).await {
+            Ok(_) | Err(TrackerError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create_comment(&self, issue: &IssueKey, body: &str) -> TrackerResult<CommentId> {
+        let path = format!("{}/comments", Self::issue_path(issue));
+        let text = self.call(Method::POST, &path, Some(json!({ "body": body }))).await?;
+        Ok(CommentId(parse::<RawComment>("comment", &text)?.id))
+    }
+
+    async fn update_comment(&self, issue: &IssueKey, id: CommentId, body: &str) -> TrackerResult<()> {
+        let path = format!("/repos/{}/issues/comments/{id}", issue.project());
+        self.call(Method::PATCH, &path, Some(json!({ "body": body }))).await.map(drop)
+    }
+
+    async fn set_open(&self, issue: &IssueKey, open: bool, reason: Option<&str>) -> TrackerResult<()> {
+        let mut body = json!({ "state": if open { "open" } else { "closed" } });
+        if let Some(reason) = reason {
+            body["state_reason"] = reason.into();
+        }
+        self.call(Method::PATCH, &Self::issue_path(issue), Some(body)).await.map(drop)
+    }
+
+    async fn create_issue(&self, project: &str, title: &str, body: &str, labels: &[String]) -> TrackerResult<IssueKey> {
+        #[derive(Deserialize)]
+        struct Created {
+            number: u64,
+        }
+        let path = format!("/repos/{project}/issues");
+        let text = self
+            .call(Method::POST, &path, Some(json!({ "title": title, "body": body, "labels": labels })))
+            .await?;
+        Ok(IssueKey::github(project, parse::<Created>("issue", &text)?.number))
+    }
+}

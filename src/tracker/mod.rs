@@ -1,0 +1,70 @@
+//! Talking to trackers. Domain code never calls an API; it hands effects to a `Tracker`.
+
+pub mod github;
+mod retry;
+
+pub use retry::RetryPolicy;
+
+use crate::model::{CommentId, IssueKey, IssueSnapshot};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comment {
+    pub id: CommentId,
+    pub body: String,
+    pub author: String,
+}
+
+/// Errors a caller branches on: retry later, give up, or treat as done.
+#[derive(Debug, thiserror::Error)]
+pub enum TrackerError {
+    #[error("not found")]
+    NotFound,
+    /// Rate limited beyond what is worth waiting for in place: try again at `retry_at`.
+    #[error("rate limited until {retry_at}")]
+    RateLimited { retry_at: DateTime<Utc> },
+    /// 5xx, timeouts, resets: worth another attempt later.
+    #[error("tracker unavailable: {0}")]
+    Transient(String),
+    /// The tracker refused the request (401, 403, 422, ...): retrying will not help.
+    #[error("tracker refused: {0}")]
+    Rejected(String),
+}
+
+impl TrackerError {
+    /// When a failed event should be tried again, if the error says.
+    pub fn retry_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            TrackerError::RateLimited { retry_at } => Some(*retry_at),
+            _ => None,
+        }
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, TrackerError::Rejected(_))
+    }
+}
+
+pub type TrackerResult<T> = Result<T, TrackerError>;
+
+#[async_trait]
+pub trait Tracker: Send + Sync + 'static {
+    async fn get_issue(&self, issue: &IssueKey) -> TrackerResult<IssueSnapshot>;
+    async fn list_comments(&self, issue: &IssueKey) -> TrackerResult<Vec<Comment>>;
+    async fn add_labels(&self, issue: &IssueKey, labels: &[String]) -> TrackerResult<()>;
+    /// Removing a label that is already gone succeeds.
+    async fn remove_label(&self, issue: &IssueKey, label: &str) -> TrackerResult<()>;
+    async fn create_comment(&self, issue: &IssueKey, body: &str) -> TrackerResult<CommentId>;
+    async fn update_comment(&self, issue: &IssueKey, id: CommentId, body: &str) -> TrackerResult<()>;
+    /// Closes (with a reason such as `completed` or `not_planned`) or reopens an issue.
+    async fn set_open(&self, issue: &IssueKey, open: bool, reason: Option<&str>) -> TrackerResult<()>;
+    /// Files a new issue in `project` (`owner/repo`); returns its key.
+    async fn create_issue(
+        &self,
+        project: &str,
+        title: &str,
+        body: &str,
+        labels: &[String],
+    ) -> TrackerResult<IssueKey>;
+}

@@ -1,0 +1,94 @@
+//! How long to wait before trying a tracker call again.
+
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, StatusCode};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts in place (the first included) before the error goes back to the queue.
+    pub attempts: u32,
+    pub base: Duration,
+    /// A wait longer than this is not done in place: the event is rescheduled instead, so a
+    /// worker never sleeps for minutes on one issue.
+    pub max_wait_in_place: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { attempts: 4, base: Duration::from_millis(500), max_wait_in_place: Duration::from_secs(30) }
+    }
+}
+
+impl RetryPolicy {
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        self.base.saturating_mul(1 << attempt.min(10))
+    }
+}
+
+/// Is this response one to retry, and is there a wait the server asked for?
+/// GitHub: 5xx; 429; 403 with `retry-after` or `x-ratelimit-remaining: 0` (primary limit);
+/// 403 whose message mentions the secondary rate limit.
+pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str, now: DateTime<Utc>) -> Option<Option<Duration>> {
+    let limited_403 = status == StatusCode::FORBIDDEN
+        && (headers.contains_key("retry-after")
+            || header(headers, "x-ratelimit-remaining") == Some("0")
+            || body.to_ascii_lowercase().contains("secondary rate limit"));
+    if !(status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS || limited_403) {
+        return None;
+    }
+    Some(server_wait(headers, now))
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+/// `Retry-After` (seconds or an HTTP date) wins; else `X-RateLimit-Reset` when the budget is
+/// spent.
+pub fn server_wait(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
+    if let Some(v) = header(headers, "retry-after") {
+        if let Ok(secs) = v.parse::<u64>() {
+            return Some(Duration::from_secs(secs));
+        }
+        if let Ok(at) = DateTime::parse_from_rfc2822(v) {
+            return Some((at.with_timezone(&Utc) - now).to_std().unwrap_or_default());
+        }
+    }
+    if header(headers, "x-ratelimit-remaining") == Some("0") {
+        if let Some(reset) = header(headers, "x-ratelimit-reset").and_then(|v| v.parse::<i64>().ok()) {
+            let at = DateTime::from_timestamp(reset, 0)?;
+            return Some((at - now).to_std().unwrap_or_default() + Duration::from_secs(1));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn retry_after_and_rate_limit_reset_are_honoured() {
+        let now = Utc::now();
+        let h = headers(&[("retry-after", "7")]);
+        assert_eq!(classify(StatusCode::TOO_MANY_REQUESTS, &h, "", now), Some(Some(Duration::from_secs(7))));
+        let reset = (now.timestamp() + 60).to_string();
+        let h = headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", &reset)]);
+        let wait = classify(StatusCode::FORBIDDEN, &h, "", now).unwrap().unwrap();
+        assert!(wait >= Duration::from_secs(59) && wait <= Duration::from_secs(61), "{wait:?}");
+        let body = r#"{"message":"You have exceeded a secondary rate limit."}"#;
+        assert_eq!(classify(StatusCode::FORBIDDEN, &HeaderMap::new(), body, now), Some(None));
+        assert_eq!(classify(StatusCode::BAD_GATEWAY, &HeaderMap::new(), "", now), Some(None));
+        assert_eq!(classify(StatusCode::FORBIDDEN, &HeaderMap::new(), "{\"message\":\"no\"}", now), None);
+        assert_eq!(classify(StatusCode::UNPROCESSABLE_ENTITY, &HeaderMap::new(), "", now), None);
+    }
+}
