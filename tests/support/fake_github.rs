@@ -1,0 +1,354 @@
+//! A fake GitHub REST API over real HTTP: issues, labels and comments in memory, the routes
+//! rollgate calls, and knobs to make it fail or stall. Tests assert on what it holds.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+pub const TOKEN: &str = "test-token";
+pub const BOT_LOGIN: &str = "rollgate[bot]";
+
+#[derive(Debug, Clone, Default)]
+pub struct FakeIssue {
+    pub title: String,
+    pub labels: Vec<String>,
+    pub open: bool,
+    pub state_reason: Option<String>,
+    pub comments: Vec<FakeComment>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeComment {
+    pub id: u64,
+    pub body: String,
+    pub author: String,
+}
+
+/// A canned failure for the next matching request.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct World {
+    issues: BTreeMap<(String, u64), FakeIssue>,
+    next_comment: u64,
+    writes: Vec<String>,
+    requests: u64,
+    faults: VecDeque<Fault>,
+}
+
+#[derive(Clone)]
+pub struct FakeGithub {
+    pub url: String,
+    world: Arc<Mutex<World>>,
+    paused: watch::Sender<bool>,
+    /// Comments are created, then the answer is held: the tracker has the comment, the
+    /// caller does not know it yet (what a crash at the wrong moment looks like).
+    stall_comments: watch::Sender<bool>,
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+type Shared = FakeGithub;
+
+impl FakeGithub {
+    pub async fn start() -> FakeGithub {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let fake = FakeGithub {
+            url: format!("http://{addr}"),
+            world: Arc::default(),
+            paused: watch::channel(false).0,
+            stall_comments: watch::channel(false).0,
+            waiting: Arc::default(),
+        };
+        let app = Router::new()
+            .route("/repos/{o}/{r}/issues", post(create_issue))
+            .route("/repos/{o}/{r}/issues/{n}", get(get_issue).patch(update_issue))
+            .route("/repos/{o}/{r}/issues/{n}/comments", get(list_comments).post(create_comment))
+            // octocrab edits a comment with POST; GitHub accepts both.
+            .route("/repos/{o}/{r}/issues/comments/{id}", post(update_comment).patch(update_comment))
+            .route("/repos/{o}/{r}/issues/{n}/labels", post(add_labels))
+            .route("/repos/{o}/{r}/issues/{n}/labels/{name}", delete(remove_label))
+            .with_state(fake.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        fake
+    }
+
+    /// Puts an issue on the fake tracker, as the webhook payload will describe it.
+    pub fn seed(&self, repo: &str, number: u64, labels: &[&str]) {
+        self.world.lock().unwrap().issues.insert(
+            (repo.to_string(), number),
+            FakeIssue {
+                title: format!("issue {number}"),
+                labels: labels.iter().map(|s| s.to_string()).collect(),
+                open: true,
+                ..Default::default()
+            },
+        );
+    }
+
+    pub fn issue(&self, repo: &str, number: u64) -> FakeIssue {
+        self.world.lock().unwrap().issues.get(&(repo.to_string(), number)).cloned().expect("issue on the fake")
+    }
+
+    /// The issue's labels, sorted.
+    pub fn labels(&self, repo: &str, number: u64) -> Vec<String> {
+        let mut l = self.issue(repo, number).labels;
+        l.sort();
+        l
+    }
+
+    pub fn writes(&self) -> Vec<String> {
+        self.world.lock().unwrap().writes.clone()
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.world.lock().unwrap().requests
+    }
+
+    /// The next requests fail with these answers, in order.
+    pub fn fail_next(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.world.lock().unwrap().faults.extend(faults);
+    }
+
+    /// Holds every request until `resume`.
+    pub fn pause(&self) {
+        self.paused.send_replace(true);
+    }
+
+    pub fn resume(&self) {
+        self.paused.send_replace(false);
+        self.stall_comments.send_replace(false);
+    }
+
+    /// From now on a new comment is stored but its answer held until `resume`.
+    pub fn stall_after_creating_comments(&self) {
+        self.stall_comments.send_replace(true);
+    }
+
+    async fn hold(&self, gate: &watch::Sender<bool>) {
+        let mut rx = gate.subscribe();
+        if *rx.borrow() {
+            self.waiting.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = rx.wait_for(|p| !p).await;
+            self.waiting.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// Requests currently held by `pause`.
+    pub fn held(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Common to every route: auth, the pause gate, injected faults.
+    async fn enter(&self, headers: &HeaderMap) -> Result<(), Response> {
+        let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !auth.ends_with(TOKEN) {
+            return Err((StatusCode::UNAUTHORIZED, Json(json!({"message": "Bad credentials"}))).into_response());
+        }
+        self.hold(&self.paused).await;
+        let mut w = self.world.lock().unwrap();
+        w.requests += 1;
+        if let Some(f) = w.faults.pop_front() {
+            let mut resp = (StatusCode::from_u16(f.status).unwrap(), Json(f.body)).into_response();
+            for (k, v) in f.headers {
+                resp.headers_mut().insert(k, v.parse().unwrap());
+            }
+            return Err(resp);
+        }
+        Ok(())
+    }
+
+    fn write(&self, what: String) {
+        self.world.lock().unwrap().writes.push(what);
+    }
+}
+
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))).into_response()
+}
+
+fn issue_json(repo: &str, n: u64, i: &FakeIssue) -> Value {
+    json!({
+        "number": n,
+        "title": i.title,
+        "body": "",
+        "html_url": format!("https://github.com/{repo}/issues/{n}"),
+        "state": if i.open { "open" } else { "closed" },
+        "state_reason": i.state_reason,
+        "user": {"login": "someone", "type": "User"},
+        "labels": i.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
+        "assignees": [],
+        "created_at": "2026-11-02T09:00:00Z",
+        "updated_at": "2026-11-02T09:00:00Z",
+        "closed_at": null,
+    })
+}
+
+fn comment_json(c: &FakeComment) -> Value {
+    json!({"id": c.id, "body": c.body, "user": {"login": c.author, "type": "Bot"}})
+}
+
+macro_rules! enter {
+    ($fake:expr, $headers:expr) => {
+        if let Err(r) = $fake.enter(&$headers).await {
+            return r;
+        }
+    };
+}
+
+async fn get_issue(State(f): State<Shared>, h: HeaderMap, Path((o, r, n)): Path<(String, String, u64)>) -> Response {
+    enter!(f, h);
+    let repo = format!("{o}/{r}");
+    let w = f.world.lock().unwrap();
+    match w.issues.get(&(repo.clone(), n)) {
+        Some(i) => Json(issue_json(&repo, n, i)).into_response(),
+        None => not_found(),
+    }
+}
+
+async fn update_issue(
+    State(f): State<Shared>,
+    h: HeaderMap,
+    Path((o, r, n)): Path<(String, String, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    enter!(f, h);
+    let repo = format!("{o}/{r}");
+    f.write(format!("PATCH issue {repo}#{n}"));
+    let mut w = f.world.lock().unwrap();
+    let Some(i) = w.issues.get_mut(&(repo.clone(), n)) else { return not_found() };
+    if let Some(state) = body["state"].as_str() {
+        i.open = state == "open";
+    }
+    i.state_reason = body["state_reason"].as_str().map(String::from);
+    Json(issue_json(&repo, n, i)).into_response()
+}
+
+async fn create_issue(State(f): State<Shared>, h: HeaderMap, Path((o, r)): Path<(String, String)>, Json(body): Json<Value>) -> Response {
+    enter!(f, h);
+    let repo = format!("{o}/{r}");
+    f.write(format!("POST issue {repo}"));
+    let mut w = f.world.lock().unwrap();
+    let n = w.issues.keys().filter(|(r, _)| *r == repo).map(|(_, n)| *n).max().unwrap_or(0) + 1;
+    let issue = FakeIssue {
+        title: body["title"].as_str().unwrap_or("").into(),
+        labels: body["labels"].as_array().into_iter().flatten().filter_map(|l| l.as_str().map(String::from)).collect(),
+        open: true,
+        ..Default::default()
+    };
+    let out = issue_json(&repo, n, &issue);
+    w.issues.insert((repo, n), issue);
+    (StatusCode::CREATED, Json(out)).into_response()
+}
+
+#[derive(Deserialize)]
+struct Page {
+    per_page: Option<usize>,
+    page: Option<usize>,
+}
+
+async fn list_comments(
+    State(f): State<Shared>,
+    h: HeaderMap,
+    Path((o, r, n)): Path<(String, String, u64)>,
+    Query(p): Query<Page>,
+) -> Response {
+    enter!(f, h);
+    let w = f.world.lock().unwrap();
+    let Some(i) = w.issues.get(&(format!("{o}/{r}"), n)) else { return not_found() };
+    let per = p.per_page.unwrap_or(30).min(100);
+    let page = p.page.unwrap_or(1).max(1);
+    let items: Vec<Value> = i.comments.iter().skip((page - 1) * per).take(per).map(comment_json).collect();
+    Json(items).into_response()
+}
+
+async fn create_comment(
+    State(f): State<Shared>,
+    h: HeaderMap,
+    Path((o, r, n)): Path<(String, String, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    enter!(f, h);
+    let repo = format!("{o}/{r}");
+    f.write(format!("POST comment {repo}#{n}"));
+    let c = {
+        let mut w = f.world.lock().unwrap();
+        w.next_comment += 1;
+        let c = FakeComment { id: 1000 + w.next_comment, body: body["body"].as_str().unwrap_or("").into(), author: BOT_LOGIN.into() };
+        let Some(i) = w.issues.get_mut(&(repo, n)) else { return not_found() };
+        i.comments.push(c.clone());
+        c
+    };
+    f.hold(&f.stall_comments).await;
+    (StatusCode::CREATED, Json(comment_json(&c))).into_response()
+}
+
+async fn update_comment(
+    State(f): State<Shared>,
+    h: HeaderMap,
+    Path((_o, _r, id)): Path<(String, String, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    enter!(f, h);
+    f.write(format!("EDIT comment {id}"));
+    let mut w = f.world.lock().unwrap();
+    for i in w.issues.values_mut() {
+        if let Some(c) = i.comments.iter_mut().find(|c| c.id == id) {
+            c.body = body["body"].as_str().unwrap_or("").into();
+            return Json(comment_json(c)).into_response();
+        }
+    }
+    not_found()
+}
+
+async fn add_labels(
+    State(f): State<Shared>,
+    h: HeaderMap,
+    Path((o, r, n)): Path<(String, String, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    enter!(f, h);
+    let repo = format!("{o}/{r}");
+    let names: Vec<String> =
+        body["labels"].as_array().into_iter().flatten().filter_map(|l| l.as_str().map(String::from)).collect();
+    f.write(format!("ADD {repo}#{n} {}", names.join(",")));
+    let mut w = f.world.lock().unwrap();
+    let Some(i) = w.issues.get_mut(&(repo, n)) else { return not_found() };
+    for l in names {
+        if !i.labels.contains(&l) {
+            i.labels.push(l);
+        }
+    }
+    Json(i.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>()).into_response()
+}
+
+async fn remove_label(
+    State(f): State<Shared>,
+    h: HeaderMap,
+    Path((o, r, n, name)): Path<(String, String, u64, String)>,
+) -> Response {
+    enter!(f, h);
+    let repo = format!("{o}/{r}");
+    f.write(format!("REMOVE {repo}#{n} {name}"));
+    let mut w = f.world.lock().unwrap();
+    let Some(i) = w.issues.get_mut(&(repo, n)) else { return not_found() };
+    let before = i.labels.len();
+    i.labels.retain(|l| *l != name);
+    if i.labels.len() == before {
+        return (StatusCode::NOT_FOUND, Json(json!({"message": "Label does not exist"}))).into_response();
+    }
+    Json(i.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>()).into_response()
+}

@@ -1,0 +1,186 @@
+//! Shared test harness: the real service on a free port, a fake GitHub behind it, and signed
+//! deliveries built from the real payloads in tests/fixtures.
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+pub mod fake_github;
+
+use fake_github::FakeGithub;
+use rollgate::app::Running;
+use rollgate::config::{Secret, Settings};
+use rollgate::ingest::signature::sign;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const SECRET: &str = "test-secret";
+pub const REPO: &str = "Codertocat/Hello-World";
+
+pub fn fixture(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/github").join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+pub fn policies_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
+/// A real payload, adapted: the issue's number, its labels, and (for labeled/unlabeled) the
+/// label that changed. Everything else stays as GitHub sent it.
+pub fn issue_event(fixture_name: &str, number: u64, labels: &[&str], changed: Option<&str>) -> Value {
+    let mut p = fixture(fixture_name);
+    p["issue"]["number"] = json!(number);
+    p["issue"]["labels"] = json!(labels.iter().map(|l| json!({ "name": l })).collect::<Vec<_>>());
+    if let Some(l) = changed {
+        p["label"] = json!({ "name": l });
+    }
+    p
+}
+
+/// The payload GitHub sends back after the bot changed labels: sender is the bot.
+pub fn echo_from_bot(mut p: Value) -> Value {
+    p["sender"] = json!({ "login": fake_github::BOT_LOGIN, "type": "Bot" });
+    p
+}
+
+pub fn settings(dir: &std::path::Path, github: &FakeGithub) -> Settings {
+    let mut s = Settings::default();
+    s.listen = "127.0.0.1:0".parse().unwrap();
+    s.database_url = format!("sqlite://{}", dir.join("rollgate.db").display());
+    s.policies = policies_dir();
+    s.github.api_url = github.url.clone();
+    s.github.token = Some(Secret::new(fake_github::TOKEN));
+    s.github.webhook_secrets = vec![Secret::new(SECRET)];
+    s.github.writes_per_minute = 0;
+    s
+}
+
+pub struct Harness {
+    pub github: FakeGithub,
+    pub app: Running,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Settings)) -> Harness {
+        let github = FakeGithub::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path(), &github);
+        adjust(&mut s);
+        let app = rollgate::app::start(s).await.expect("rollgate starts");
+        Harness { github, app, http: reqwest::Client::new(), dir }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.app.addr)
+    }
+
+    /// Sends a delivery signed with the configured secret; returns status and JSON answer.
+    pub async fn deliver(&self, event: &str, delivery: &str, payload: &Value) -> (u16, Value) {
+        let body = serde_json::to_vec(payload).unwrap();
+        let sig = sign(SECRET, &body);
+        send(&self.http, &self.url(), event, delivery, body, Some(&sig)).await
+    }
+
+    /// Waits until the inbox holds nothing pending.
+    pub async fn settle(&self) {
+        settle(self.app.store.as_ref()).await
+    }
+}
+
+pub async fn send(
+    http: &reqwest::Client,
+    base: &str,
+    event: &str,
+    delivery: &str,
+    body: Vec<u8>,
+    signature: Option<&str>,
+) -> (u16, Value) {
+    let mut req = http
+        .post(format!("{base}/webhooks/github"))
+        .header("content-type", "application/json")
+        .header("x-github-event", event)
+        .header("x-github-delivery", delivery)
+        .body(body);
+    if let Some(sig) = signature {
+        req = req.header("x-hub-signature-256", sig);
+    }
+    let resp = req.send().await.expect("rollgate answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+pub async fn settle(store: &dyn rollgate::store::Store) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let stats = store.inbox_stats().await.unwrap();
+        if stats.pending == 0 {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "inbox did not drain: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `rollgate serve` as a separate process, so it can be killed with SIGKILL mid-work.
+pub struct Service {
+    pub child: std::process::Child,
+    pub url: String,
+}
+
+impl Service {
+    pub async fn spawn(dir: &std::path::Path, github: &FakeGithub) -> Service {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"))
+            .arg("serve")
+            .current_dir(dir)
+            .env_clear()
+            .env("ROLLGATE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("ROLLGATE_DATABASE_URL", format!("sqlite://{}", dir.join("rollgate.db").display()))
+            .env("ROLLGATE_POLICIES", policies_dir())
+            .env("ROLLGATE_GITHUB_API_URL", &github.url)
+            .env("ROLLGATE_GITHUB_TOKEN", fake_github::TOKEN)
+            .env("ROLLGATE_GITHUB_WEBHOOK_SECRET", SECRET)
+            .env("ROLLGATE_LOG", "warn")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the rollgate binary starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = http.get(format!("{url}/readyz")).send().await {
+                if r.status() == 200 {
+                    return Service { child, url };
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("rollgate did not become ready on {url}");
+    }
+
+    /// SIGKILL: no shutdown hook runs.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signed(payload: &Value) -> (Vec<u8>, String) {
+    let body = serde_json::to_vec(payload).unwrap();
+    let sig = sign(SECRET, &body);
+    (body, sig)
+}
