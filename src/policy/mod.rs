@@ -142,6 +142,12 @@ impl PolicySet {
                 let pos = e.position();
                 compile_error(&shown, &source, pos.line(), pos.position(), e.err_type().to_string())
             })?;
+            // Top-level statements never run per event (hooks are called with eval_ast off);
+            // run them once here so an `import` or a runaway statement fails the load.
+            engine.run_ast(&ast).map_err(|e| PolicyError::Invalid {
+                file: shown.clone(),
+                message: format!("top-level statement failed: {e}"),
+            })?;
             let has_hook = ast.iter_functions().any(|f| f.name == HOOK && f.params.len() == 3);
             if !has_hook {
                 return Err(PolicyError::Invalid {
@@ -186,6 +192,9 @@ impl PolicySet {
                         format!("{} (line {}, column {})", e, pos.line().unwrap_or(0), pos.position().unwrap_or(0))
                     })
                 })?;
+            // Rhai checks sizes on most growth paths but not on map index assignment (bounded
+            // there only by the operation limit): check what comes out, whatever its path.
+            self.engine.ensure_data_size_within_limits(&value).map_err(|e| fail(e.to_string()))?;
             let out = read_output(value, &self.vocabulary).map_err(fail)?;
             apply_to_view(&mut issue, &out);
             for (field, value) in out.fields {
@@ -392,3 +401,6 @@ impl PolicyHandle {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = set;
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,66 @@
+//! The command line an operator uses next to a running service: migrate, explain, replay.
+
+mod support;
+
+use serde_json::json;
+use std::process::Command;
+use support::fake_github::Fault;
+use support::{issue_event, Harness, REPO};
+
+fn rollgate(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rollgate"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("ROLLGATE_DATABASE_URL", format!("sqlite://{}", dir.join("rollgate.db").display()))
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn migrate_creates_the_database_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = rollgate(dir.path(), &["migrate"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("up to date"), "{out}");
+    assert!(dir.path().join("rollgate.db").exists());
+    assert!(rollgate(dir.path(), &["migrate"]).0);
+}
+
+#[tokio::test]
+async fn explain_shows_why_and_replay_lists_and_requeues_dead_letters() {
+    let h = Harness::start().await;
+    let dir = h.dir.path().to_path_buf();
+    h.github.seed(REPO, 21, &["type/bug", "scope/single-client"]);
+    h.deliver("issues", "d-21", &issue_event("issues.opened.json", 21, &["type/bug", "scope/single-client"], None)).await;
+    h.settle().await;
+
+    let (ok, out, err) = rollgate(&dir, &["explain", "Codertocat/Hello-World#21"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("delivery d-21"), "{out}");
+    assert!(out.contains("R1: bug goes to lane B"), "{out}");
+    assert!(out.contains("R2: bug, single-client defaults to rollout type 1"), "{out}");
+    assert!(out.contains("add labels") && out.contains("applied"), "{out}");
+    assert!(out.contains("lane") && out.contains("-> B  by rollgate"), "{out}");
+
+    let (ok, _, err) = rollgate(&dir, &["explain", "not a key"]);
+    assert!(!ok);
+    assert!(err.contains("owner/repo#12"), "{err}");
+
+    h.github.seed(REPO, 22, &["type/bug"]);
+    h.github.fail_next([Fault { status: 422, headers: vec![], body: json!({"message": "Validation Failed"}) }]);
+    h.deliver("issues", "d-22", &issue_event("issues.opened.json", 22, &["type/bug"], None)).await;
+    h.settle().await;
+    let (ok, out, _) = rollgate(&dir, &["replay"]);
+    assert!(ok);
+    assert!(out.contains("d-22") && out.contains("422"), "{out}");
+    let (ok, out, _) = rollgate(&dir, &["replay", "--all"]);
+    assert!(ok);
+    assert!(out.starts_with("1 dead letter"), "{out}");
+    h.settle().await;
+    assert!(h.github.labels(REPO, 22).contains(&"lane/B".to_string()));
+    let (_, out, _) = rollgate(&dir, &["replay"]);
+    assert!(out.contains("no dead letters"), "{out}");
+    h.app.stop().await.unwrap();
+}
