@@ -30,27 +30,24 @@ pub fn parse(
                 return Ok(Parsed::Ignored(format!("{event}.{}", p.action)));
             }
             let kind = format!("{event}.{}", p.action);
-            to_event(kind, delivery, p, received_at).map(|e| Parsed::Event(Box::new(e)))
+            if p.issue.pull_request.is_some() {
+                // Pull requests share the issues API; the playbook governs issues only.
+                return Ok(Parsed::Ignored(format!("{kind} on a pull request")));
+            }
+            Ok(Parsed::Event(Box::new(to_event(kind, delivery, p, received_at))))
         }
         other => Ok(Parsed::Ignored(other.to_string())),
     }
 }
 
 fn json_error(e: serde_json::Error) -> ParseError {
-    // serde's message names the missing or mistyped field and the position, never the content.
-    ParseError(format!("unreadable payload: {e}"))
+    // serde's message names the field and position, and may quote the offending value: cap it
+    // so neither a log line nor the answer carries a payload's text.
+    let msg: String = e.to_string().chars().take(200).collect();
+    ParseError(format!("unreadable payload: {msg}"))
 }
 
-fn to_event(
-    kind: String,
-    delivery: DeliveryId,
-    p: Payload,
-    received_at: DateTime<Utc>,
-) -> Result<Event, ParseError> {
-    if p.issue.pull_request.is_some() {
-        // Pull requests share the issues API; the playbook governs issues only.
-        return Err(ParseError("pull request events are not issues".into()));
-    }
+fn to_event(kind: String, delivery: DeliveryId, p: Payload, received_at: DateTime<Utc>) -> Event {
     let snapshot = p.issue.into_snapshot(&p.repository.full_name);
     let comment_time = p.comment.as_ref().map(|c| c.updated_at.unwrap_or(c.created_at));
     let comment = p.comment.map(|c| CommentRef {
@@ -66,7 +63,7 @@ fn to_event(
         (_, Some(_)) => comment_time.unwrap_or(snapshot.updated_at),
         _ => snapshot.updated_at,
     };
-    Ok(Event {
+    Event {
         delivery,
         kind,
         actor: p.sender.into(),
@@ -76,7 +73,7 @@ fn to_event(
         received_at,
         installation: p.installation.map(|i| i.id),
         issue: snapshot,
-    })
+    }
 }
 
 #[derive(Deserialize)]
