@@ -7,6 +7,7 @@ use crate::http::{router, AppState};
 use crate::policy::{PolicyConfig, PolicyHandle, PolicyRoles, PolicySet};
 use crate::process::Processor;
 use crate::queue::Queue;
+use crate::roles::RoleResolver;
 use crate::store::{self, Store};
 use crate::tracker::github::GithubTracker;
 use crate::tracker::{RetryPolicy, Tracker};
@@ -39,7 +40,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
 }
 
 pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
-    let policies = PolicySet::load(&settings.policies)
+    let calendar = Arc::new(settings.calendar()?);
+    let policies = PolicySet::load(&settings.policies, calendar.clone())
         .with_context(|| format!("loading policies from {}", settings.policies.display()))?;
     tracing::info!(version = %policies.version, rules = ?policies.rule_names(), "policy set loaded");
     let policies = PolicyHandle::new(policies);
@@ -65,6 +67,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
     let processor = Arc::new(Processor {
         store: store.clone(),
         policies: policies.clone(),
+        roles: RoleResolver::new(&settings.roles, tracker.clone()),
         tracker,
         config: PolicyConfig {
             roles: PolicyRoles { pm: settings.roles.pm.clone(), qa_lead: settings.roles.qa_lead.clone() },

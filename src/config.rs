@@ -41,6 +41,10 @@ pub struct Settings {
     pub jira: JiraSettings,
     pub roles: Roles,
     pub queue: QueueSettings,
+    /// Working days (`Mon`...), empty for Monday to Friday.
+    pub workweek: Vec<String>,
+    /// `YYYY-MM-DD` dates that are not business days.
+    pub holidays: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -92,11 +96,18 @@ impl Default for Settings {
             jira: JiraSettings::default(),
             roles: Roles::default(),
             queue: QueueSettings { workers: 8, max_attempts: 8 },
+            workweek: Vec::new(),
+            holidays: Vec::new(),
         }
     }
 }
 
 impl Settings {
+    /// The business-day calendar every policy date uses.
+    pub fn calendar(&self) -> anyhow::Result<crate::clock::Calendar> {
+        crate::clock::Calendar::new(self.timezone, &self.workweek, &self.holidays)
+    }
+
     /// Dry run when asked, and whenever there is no tracker credential to apply anything with.
     pub fn effective_dry_run(&self) -> bool {
         self.dry_run || self.github.token.is_none()
@@ -174,6 +185,14 @@ impl Settings {
             self.roles.pm = r.pm.unwrap_or_default();
             self.roles.qa_lead = r.qa_lead.unwrap_or_default();
         }
+        if let Some(c) = f.calendar {
+            if let Some(v) = c.workweek {
+                self.workweek = v;
+            }
+            if let Some(v) = c.holidays {
+                self.holidays = v;
+            }
+        }
         if let Some(q) = f.queue {
             if let Some(v) = q.workers {
                 self.queue.workers = v;
@@ -238,6 +257,12 @@ impl Settings {
         if let Some(v) = get("ROLLGATE_ROLES_QA_LEAD") {
             self.roles.qa_lead = split_list(v).map(String::from).collect();
         }
+        if let Some(v) = get("ROLLGATE_HOLIDAYS") {
+            self.holidays = split_list(v).map(String::from).collect();
+        }
+        if let Some(v) = get("ROLLGATE_WORKWEEK") {
+            self.workweek = split_list(v).map(String::from).collect();
+        }
         if let Some(v) = get("ROLLGATE_WORKERS") {
             self.queue.workers =
                 v.parse().with_context(|| format!("ROLLGATE_WORKERS={v:?} is not a number"))?;
@@ -257,6 +282,7 @@ impl Settings {
         if self.queue.max_attempts == 0 {
             bail!("queue max_attempts must be at least 1");
         }
+        self.calendar()?;
         if !(self.github.api_url.starts_with("http://") || self.github.api_url.starts_with("https://")) {
             bail!("GitHub API URL {:?} must start with http:// or https://", self.github.api_url);
         }
@@ -333,6 +359,14 @@ struct FileSettings {
     jira: Option<FileJira>,
     roles: Option<FileRoles>,
     queue: Option<FileQueue>,
+    calendar: Option<FileCalendar>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCalendar {
+    workweek: Option<Vec<String>>,
+    holidays: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]

@@ -12,5 +12,6 @@ pub mod plan;
 pub mod policy;
 pub mod process;
 pub mod queue;
+pub mod roles;
 pub mod store;
 pub mod tracker;

@@ -14,3 +14,6 @@ impl Clock for SystemClock {
         Utc::now()
     }
 }
+
+pub mod calendar;
+pub use calendar::Calendar;

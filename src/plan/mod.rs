@@ -20,6 +20,8 @@ pub enum Effect {
     /// without one the applier looks for the marker on the tracker before creating, so a crash
     /// between creating and recording never yields a second comment.
     UpsertComment { tag: String, body: String, known: Option<CommentId> },
+    /// Reopen (a refused close) or close the issue.
+    SetOpen { open: bool },
 }
 
 /// The hidden marker that finds a bot comment again: `<!-- rollgate:checklist -->`.
@@ -80,6 +82,11 @@ pub fn plan(
     }
 
     let mut effects = Vec::new();
+    if let Some(open) = decision.open {
+        if open != issue.open {
+            effects.push(Effect::SetOpen { open });
+        }
+    }
     if !add.is_empty() {
         effects.push(Effect::AddLabels { labels: add });
     }
@@ -160,7 +167,7 @@ mod tests {
         d.comments.insert("checklist".into(), "- [ ] release note".into());
         let text = comment_text("checklist", "- [ ] release note");
         let mut known = BTreeMap::new();
-        known.insert("checklist".into(), BotComment { id: CommentId(7), body_hash: body_hash(&text) });
+        known.insert("checklist".into(), BotComment { id: CommentId(7), body_hash: body_hash(&text), body: text.clone() });
         assert!(plan(&i, &Normalized::default(), &d, &v, &known).is_empty());
         d.comments.insert("checklist".into(), "- [x] release note".into());
         let effects = plan(&i, &Normalized::default(), &d, &v, &known);

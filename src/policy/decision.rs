@@ -19,13 +19,23 @@ pub struct Decision {
     pub comments: BTreeMap<String, String>,
     /// Facts to keep in the history (field, value).
     pub records: Vec<(String, String)>,
+    /// Desired open (true) or closed (false) state; `None` leaves it.
+    pub open: Option<bool>,
+    /// Changes the rules refused (reverted), with the reason: what `/api/v1/evaluate` and the
+    /// fixtures call a block.
+    pub blocks: Vec<String>,
     /// Why, rule by rule: what `/explain` and `rollgate explain` show.
     pub why: Vec<String>,
 }
 
 impl Decision {
     pub fn is_empty(&self) -> bool {
-        self.fields.is_empty() && self.flags.is_empty() && self.comments.is_empty() && self.records.is_empty()
+        self.fields.is_empty()
+            && self.flags.is_empty()
+            && self.comments.is_empty()
+            && self.records.is_empty()
+            && self.open.is_none()
+            && self.blocks.is_empty()
     }
 }
 
@@ -36,10 +46,12 @@ pub struct RuleOutput {
     pub flags: Vec<(String, bool)>,
     pub comments: Vec<(String, String)>,
     pub records: Vec<(String, String)>,
+    pub open: Option<bool>,
+    pub blocks: Vec<String>,
     pub why: Vec<String>,
 }
 
-const KEYS: &str = "set, flags, comments, record, why";
+const KEYS: &str = "set, flags, comments, record, open, block, why";
 
 /// Reads a rule's return value. Anything unexpected is an error naming the key, so a typo in a
 /// policy fails its fixtures instead of being silently ignored.
@@ -101,19 +113,26 @@ pub fn read_output(value: Dynamic, vocab: &Vocabulary) -> Result<RuleOutput, Str
                     out.records.push((field.to_string(), value.to_string()));
                 }
             }
-            "why" => {
-                if v.is_array() {
-                    for item in v.into_array().unwrap_or_default() {
-                        out.why.push(item.to_string());
-                    }
-                } else if !v.is_unit() {
-                    out.why.push(v.to_string());
-                }
+            "open" => {
+                out.open = Some(v.as_bool().map_err(|_| "`open` must be true or false".to_string())?);
             }
+            "block" => out.blocks.extend(strings(v)),
+            "why" => out.why.extend(strings(v)),
             other => return Err(format!("unknown key `{other}` in the returned map (expected {KEYS})")),
         }
     }
     Ok(out)
+}
+
+/// A string, or an array of them (anything else is shown as text).
+fn strings(v: Dynamic) -> Vec<String> {
+    if v.is_array() {
+        v.into_array().unwrap_or_default().into_iter().map(|i| i.to_string()).collect()
+    } else if v.is_unit() {
+        Vec::new()
+    } else {
+        vec![v.to_string()]
+    }
 }
 
 fn as_map(v: Dynamic, name: &str) -> Result<Map, String> {

@@ -1,9 +1,13 @@
 //! The policy set: every `policies/rules/*.rhai` compiled once, with the playbook's tables and
 //! vocabulary, evaluated in a sandbox. Rust knows no playbook rule; the files do.
 
+pub mod boxes;
+pub mod commands;
 pub mod decision;
+mod host;
 pub mod vocabulary;
 
+use crate::clock::Calendar;
 use crate::model::{Event, IssueSnapshot, PolicyVersion};
 use crate::store::HistoryEntry;
 use chrono::{DateTime, Utc};
@@ -11,6 +15,7 @@ use decision::{read_output, Decision};
 use rhai::{CallFnOptions, Dynamic, Engine, Map, Module, Scope, AST};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use vocabulary::{Normalized, Vocabulary};
@@ -62,12 +67,56 @@ pub struct PolicyRoles {
     pub qa_lead: Vec<String>,
 }
 
+/// A change of one field made by this event (what the tracker reported, before any rule).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// What rollgate read from an event beyond the payload: computed in Rust, generically, so
+/// rules get facts instead of parsing text.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EventFacts {
+    /// Field, flag (`flags.<name>`) and `state` changes this event made.
+    pub changes: Vec<FieldChange>,
+    /// Commands written in this comment (for an edit: only the ones the edit added).
+    pub commands: Vec<commands::Command>,
+    pub unknown_commands: Vec<commands::Unknown>,
+    pub command_errors: Vec<commands::LineError>,
+    /// The bot comment this event edited, by purpose tag.
+    pub comment_tag: Option<String>,
+    /// Task boxes (by id) ticked and unticked in that edit.
+    pub ticked: Vec<String>,
+    pub unticked: Vec<String>,
+    /// The actor's roles from the configuration (`pm`, `qa_lead`).
+    pub roles: Vec<String>,
+}
+
+/// One earlier decision on the issue, for `/explain`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecentDecision {
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub why: Vec<String>,
+}
+
+/// The issue as it stood before this event.
+pub struct Before<'a> {
+    pub normalized: &'a Normalized,
+    pub open: bool,
+}
+
 /// Everything a rule sees. Rules are pure: this and `now` are their only inputs.
 pub struct Input<'a> {
     pub issue: &'a IssueSnapshot,
     pub normalized: &'a Normalized,
     pub event: &'a Event,
+    pub facts: &'a EventFacts,
+    pub before: Option<Before<'a>>,
     pub history: &'a [HistoryEntry],
+    pub recent: &'a [RecentDecision],
     pub config: &'a PolicyConfig,
     pub now: DateTime<Utc>,
 }
@@ -80,6 +129,9 @@ struct Rule {
 pub struct PolicySet {
     pub version: PolicyVersion,
     pub vocabulary: Vocabulary,
+    /// Command names the pack handles (`[commands]` of playbook.toml); others get a reply.
+    pub commands: Vec<String>,
+    pub dir: PathBuf,
     engine: Engine,
     rules: Vec<Rule>,
 }
@@ -93,13 +145,49 @@ impl std::fmt::Debug for PolicySet {
     }
 }
 
+fn read(p: &Path) -> Result<String, PolicyError> {
+    std::fs::read_to_string(p).map_err(|e| PolicyError::Io(format!("{}: {e}", p.display())))
+}
+
+/// Files with `ext` directly in `dir`, sorted; none when the folder does not exist.
+fn files_in(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, PolicyError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(PolicyError::Io(format!("{}: {e}", dir.display()))),
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// `templates/*.md`, compiled once; a template with a syntax error refuses the folder.
+fn load_templates(dir: &Path) -> Result<minijinja::Environment<'static>, PolicyError> {
+    let mut env = minijinja::Environment::new();
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    for path in files_in(&dir.join("templates"), "md")? {
+        let name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+        if name == "README" {
+            continue;
+        }
+        let source = read(&path)?;
+        if let Err(e) = env.add_template_owned(name, source.clone()) {
+            let line = e.line().unwrap_or(0);
+            let shown = path.display().to_string();
+            return Err(compile_error(&shown, &source, Some(line), None, e.detail().unwrap_or(&e.to_string()).to_string()));
+        }
+    }
+    Ok(env)
+}
+
 impl PolicySet {
-    /// Loads and compiles a policy folder: `vocabulary.toml`, optional `playbook.toml`, and
-    /// `rules/*.rhai` in file-name order.
-    pub fn load(dir: &Path) -> Result<Arc<PolicySet>, PolicyError> {
-        let read = |p: &Path| {
-            std::fs::read_to_string(p).map_err(|e| PolicyError::Io(format!("{}: {e}", p.display())))
-        };
+    /// Loads and compiles a policy folder: `vocabulary.toml`, optional `playbook.toml` and
+    /// `templates/*.md`, and `rules/*.rhai` in file-name order.
+    pub fn load(dir: &Path, calendar: Arc<Calendar>) -> Result<Arc<PolicySet>, PolicyError> {
         let vocab_path = dir.join("vocabulary.toml");
         let vocabulary = Vocabulary::parse(&read(&vocab_path)?).map_err(|e| PolicyError::Invalid {
             file: vocab_path.display().to_string(),
@@ -107,17 +195,21 @@ impl PolicySet {
         })?;
 
         let mut engine = sandboxed_engine();
+        let templates = Arc::new(load_templates(dir)?);
+        host::register(&mut engine, calendar, templates);
+
+        let mut commands = Vec::new();
         let playbook_path = dir.join("playbook.toml");
         if playbook_path.exists() {
-            let table: toml::Table = toml::from_str(&read(&playbook_path)?).map_err(|e| {
-                PolicyError::Invalid { file: playbook_path.display().to_string(), message: e.to_string() }
-            })?;
+            let invalid = |message: String| PolicyError::Invalid { file: playbook_path.display().to_string(), message };
+            let table: toml::Table = toml::from_str(&read(&playbook_path)?).map_err(|e| invalid(e.to_string()))?;
+            if let Some(c) = table.get("commands") {
+                let c = c.as_table().ok_or_else(|| invalid("[commands] must be a table of command names".into()))?;
+                commands = c.keys().cloned().collect();
+            }
             let mut module = Module::new();
             for (name, value) in table {
-                let value = rhai::serde::to_dynamic(&value).map_err(|e| PolicyError::Invalid {
-                    file: playbook_path.display().to_string(),
-                    message: format!("{name}: {e}"),
-                })?;
+                let value = rhai::serde::to_dynamic(&value).map_err(|e| invalid(format!("{name}: {e}")))?;
                 module.set_var(name, value);
             }
             module.build_index();
@@ -125,12 +217,7 @@ impl PolicySet {
         }
 
         let rules_dir = dir.join("rules");
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&rules_dir)
-            .map_err(|e| PolicyError::Io(format!("{}: {e}", rules_dir.display())))?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
-            .collect();
-        files.sort();
+        let files = files_in(&rules_dir, "rhai")?;
         if files.is_empty() {
             return Err(PolicyError::Io(format!("{}: no *.rhai rules", rules_dir.display())));
         }
@@ -158,7 +245,14 @@ impl PolicySet {
             let name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
             rules.push(Rule { name, ast });
         }
-        Ok(Arc::new(PolicySet { version: version_of(dir)?, vocabulary, engine, rules }))
+        Ok(Arc::new(PolicySet {
+            version: version_of(dir)?,
+            vocabulary,
+            commands,
+            dir: dir.to_path_buf(),
+            engine,
+            rules,
+        }))
     }
 
     pub fn rule_names(&self) -> Vec<&str> {
@@ -169,8 +263,19 @@ impl PolicySet {
     /// before it decided, so later rules check the state the earlier ones are producing.
     pub fn evaluate(&self, input: &Input<'_>) -> Result<Decision, EvalError> {
         let mut issue = issue_map(input);
-        let event = to_dynamic(&EventView::from(input.event));
-        let ctx = to_dynamic(&Ctx { history: input.history, config: input.config, now: input.now });
+        let event = to_dynamic(&EventView::new(input.event, input.facts));
+        let ctx = to_dynamic(&Ctx {
+            history: input.history,
+            state: latest_state(input.history),
+            before: input.before.as_ref().map(|b| BeforeView {
+                fields: &b.normalized.fields,
+                flags: b.normalized.flags.iter().map(|f| (f.as_str(), true)).collect(),
+                open: b.open,
+            }),
+            recent: input.recent,
+            config: input.config,
+            now: input.now,
+        });
         let mut decision = Decision::default();
         for rule in &self.rules {
             let fail = |message: String| EvalError { rule: rule.name.clone(), message };
@@ -206,11 +311,28 @@ impl PolicySet {
             for (tag, body) in out.comments {
                 decision.comments.insert(tag, body);
             }
+            if out.open.is_some() {
+                decision.open = out.open;
+            }
             decision.records.extend(out.records);
+            decision.blocks.extend(out.blocks.into_iter().map(|b| format!("{}: {b}", rule.name)));
             decision.why.extend(out.why.into_iter().map(|w| format!("{}: {w}", rule.name)));
         }
         Ok(decision)
     }
+}
+
+/// The latest recorded value of every field: the state later rules read without scanning
+/// the whole history. A cleared field is absent.
+fn latest_state(history: &[HistoryEntry]) -> BTreeMap<&str, &str> {
+    let mut state = BTreeMap::new();
+    for h in history {
+        match &h.to {
+            Some(v) => state.insert(h.field.as_str(), v.as_str()),
+            None => state.remove(h.field.as_str()),
+        };
+    }
+    state
 }
 
 fn sandboxed_engine() -> Engine {
@@ -289,8 +411,10 @@ struct IssueView<'a> {
     author: &'a str,
     labels: &'a [String],
     assignees: &'a [String],
-    fields: &'a std::collections::BTreeMap<String, String>,
-    flags: std::collections::BTreeMap<&'a str, bool>,
+    fields: &'a BTreeMap<String, String>,
+    flags: BTreeMap<&'a str, bool>,
+    /// `### Heading` sections of the body (issue forms).
+    sections: BTreeMap<String, String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -311,6 +435,7 @@ fn issue_map(input: &Input<'_>) -> Map {
         assignees: &i.assignees,
         fields: &input.normalized.fields,
         flags: input.normalized.flags.iter().map(|f| (f.as_str(), true)).collect(),
+        sections: boxes::sections(&i.body),
         created_at: i.created_at,
         updated_at: i.updated_at,
     };
@@ -338,16 +463,32 @@ fn apply_to_view(issue: &mut Map, out: &decision::RuleOutput) {
         }
         issue.insert("flags".into(), flags.into());
     }
+    if let Some(open) = out.open {
+        issue.insert("open".into(), open.into());
+    }
+}
+
+#[derive(Serialize)]
+struct ActorView<'a> {
+    login: &'a str,
+    is_bot: bool,
+    roles: &'a [String],
 }
 
 #[derive(Serialize)]
 struct EventView<'a> {
     kind: &'a str,
     delivery: &'a str,
-    actor: &'a crate::model::Actor,
+    actor: ActorView<'a>,
     label: &'a Option<String>,
     comment: Option<CommentView<'a>>,
     occurred_at: DateTime<Utc>,
+    changes: &'a [FieldChange],
+    commands: &'a [commands::Command],
+    unknown_commands: &'a [commands::Unknown],
+    command_errors: &'a [commands::LineError],
+    ticked: &'a [String],
+    unticked: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -356,29 +497,48 @@ struct CommentView<'a> {
     body: &'a str,
     author: &'a crate::model::Actor,
     previous_body: &'a Option<String>,
+    /// Purpose tag when the comment is one of the bot's.
+    tag: &'a Option<String>,
 }
 
-impl<'a> From<&'a Event> for EventView<'a> {
-    fn from(e: &'a Event) -> Self {
+impl<'a> EventView<'a> {
+    fn new(e: &'a Event, f: &'a EventFacts) -> Self {
         EventView {
             kind: &e.kind,
             delivery: e.delivery.as_str(),
-            actor: &e.actor,
+            actor: ActorView { login: &e.actor.login, is_bot: e.actor.is_bot, roles: &f.roles },
             label: &e.label,
             comment: e.comment.as_ref().map(|c| CommentView {
                 id: c.id.0,
                 body: &c.body,
                 author: &c.author,
                 previous_body: &c.previous_body,
+                tag: &f.comment_tag,
             }),
             occurred_at: e.occurred_at,
+            changes: &f.changes,
+            commands: &f.commands,
+            unknown_commands: &f.unknown_commands,
+            command_errors: &f.command_errors,
+            ticked: &f.ticked,
+            unticked: &f.unticked,
         }
     }
 }
 
 #[derive(Serialize)]
+struct BeforeView<'a> {
+    fields: &'a BTreeMap<String, String>,
+    flags: BTreeMap<&'a str, bool>,
+    open: bool,
+}
+
+#[derive(Serialize)]
 struct Ctx<'a> {
     history: &'a [HistoryEntry],
+    state: BTreeMap<&'a str, &'a str>,
+    before: Option<BeforeView<'a>>,
+    recent: &'a [RecentDecision],
     config: &'a PolicyConfig,
     now: DateTime<Utc>,
 }

@@ -48,7 +48,18 @@ fn event() -> Event {
 fn run(set: &PolicySet) -> Result<Decision, EvalError> {
     let e = event();
     let n = Normalized::default();
-    set.evaluate(&Input { issue: &e.issue, normalized: &n, event: &e, history: &[], config: &PolicyConfig::default(), now: Utc::now() })
+    let facts = EventFacts::default();
+    set.evaluate(&Input {
+        issue: &e.issue,
+        normalized: &n,
+        event: &e,
+        facts: &facts,
+        before: None,
+        history: &[],
+        recent: &[],
+        config: &PolicyConfig::default(),
+        now: Utc::now(),
+    })
 }
 
 #[test]
@@ -57,7 +68,7 @@ fn rules_run_in_order_and_see_what_earlier_rules_decided() {
         ("10-a.rhai", "fn decide(issue, event, ctx) { #{ set: #{ lane: \"B\" }, why: \"first\" } }"),
         ("20-b.rhai", "fn decide(issue, event, ctx) { if issue.fields.lane == \"B\" { #{ flags: #{ hot: true }, why: \"saw B\" } } }"),
     ]);
-    let d = run(&PolicySet::load(dir.path()).unwrap()).unwrap();
+    let d = run(&PolicySet::load(dir.path(), Default::default()).unwrap()).unwrap();
     assert_eq!(d.fields["lane"], Some("B".into()));
     assert_eq!(d.flags["hot"], true);
     assert_eq!(d.why, vec!["10-a: first", "20-b: saw B"]);
@@ -74,7 +85,7 @@ fn an_endless_loop_deep_recursion_and_huge_allocations_are_stopped() {
     ];
     for (name, body, needle) in cases {
         let dir = folder(&[("10-x.rhai", body)]);
-        let err = run(&PolicySet::load(dir.path()).unwrap()).expect_err(name);
+        let err = run(&PolicySet::load(dir.path(), Default::default()).unwrap()).expect_err(name);
         assert_eq!(err.rule, "10-x");
         assert!(err.message.to_lowercase().contains(needle), "{name}: {}", err.message);
     }
@@ -83,16 +94,16 @@ fn an_endless_loop_deep_recursion_and_huge_allocations_are_stopped() {
 #[test]
 fn policies_cannot_import_files_or_eval() {
     let dir = folder(&[("10-x.rhai", "fn decide(issue, event, ctx) { eval(\"1\") }")]);
-    assert!(PolicySet::load(dir.path()).is_err());
+    assert!(PolicySet::load(dir.path(), Default::default()).is_err());
     let dir = folder(&[("10-x.rhai", "import \"/etc/passwd\" as p;\nfn decide(issue, event, ctx) { }")]);
-    let err = PolicySet::load(dir.path()).unwrap_err().to_string();
+    let err = PolicySet::load(dir.path(), Default::default()).unwrap_err().to_string();
     assert!(err.contains("10-x.rhai"), "{err}");
 }
 
 #[test]
 fn compile_errors_name_file_line_and_column_with_the_source_line() {
     let dir = folder(&[("10-x.rhai", "fn decide(issue, event, ctx) {\n    let x = ;\n}\n")]);
-    let err = PolicySet::load(dir.path()).unwrap_err().to_string();
+    let err = PolicySet::load(dir.path(), Default::default()).unwrap_err().to_string();
     assert!(err.contains("10-x.rhai:2:"), "{err}");
     assert!(err.contains("let x = ;"), "{err}");
 }
@@ -100,18 +111,18 @@ fn compile_errors_name_file_line_and_column_with_the_source_line() {
 #[test]
 fn a_rule_without_the_hook_or_returning_nonsense_is_refused() {
     let dir = folder(&[("10-x.rhai", "fn other(a) { }")]);
-    assert!(PolicySet::load(dir.path()).unwrap_err().to_string().contains("fn decide"));
+    assert!(PolicySet::load(dir.path(), Default::default()).unwrap_err().to_string().contains("fn decide"));
     let dir = folder(&[("10-x.rhai", "fn decide(issue, event, ctx) { #{ sets: #{} } }")]);
-    assert!(run(&PolicySet::load(dir.path()).unwrap()).unwrap_err().message.contains("unknown key `sets`"));
+    assert!(run(&PolicySet::load(dir.path(), Default::default()).unwrap()).unwrap_err().message.contains("unknown key `sets`"));
     let dir = folder(&[("10-x.rhai", "fn decide(issue, event, ctx) { #{ set: #{ lane: \"Z\" } } }")]);
-    assert!(run(&PolicySet::load(dir.path()).unwrap()).unwrap_err().message.contains("not a value of lane"));
+    assert!(run(&PolicySet::load(dir.path(), Default::default()).unwrap()).unwrap_err().message.contains("not a value of lane"));
 }
 
 #[test]
 fn the_version_changes_with_any_policy_file() {
     let dir = folder(&[("10-a.rhai", "fn decide(issue, event, ctx) { }")]);
-    let v1 = PolicySet::load(dir.path()).unwrap().version.clone();
-    assert_eq!(PolicySet::load(dir.path()).unwrap().version, v1);
+    let v1 = PolicySet::load(dir.path(), Default::default()).unwrap().version.clone();
+    assert_eq!(PolicySet::load(dir.path(), Default::default()).unwrap().version, v1);
     std::fs::write(dir.path().join("rules/10-a.rhai"), "fn decide(issue, event, ctx) { () }").unwrap();
-    assert_ne!(PolicySet::load(dir.path()).unwrap().version, v1);
+    assert_ne!(PolicySet::load(dir.path(), Default::default()).unwrap().version, v1);
 }

@@ -34,6 +34,7 @@ pub struct InboxItem {
 pub struct BotComment {
     pub id: CommentId,
     pub body_hash: String,
+    pub body: String,
 }
 
 #[derive(Debug, Clone)]

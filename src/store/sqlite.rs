@@ -117,14 +117,16 @@ impl Store for SqliteStore {
         .await?;
         for (tag, comment) in &c.bot_comments {
             sqlx::query(
-                "INSERT INTO bot_comments (issue_key, tag, comment_id, body_hash) VALUES (?, ?, ?, ?)
+                "INSERT INTO bot_comments (issue_key, tag, comment_id, body_hash, body) VALUES (?, ?, ?, ?, ?)
                  ON CONFLICT (issue_key, tag) DO UPDATE SET comment_id = excluded.comment_id,
-                                                           body_hash = excluded.body_hash",
+                                                           body_hash = excluded.body_hash,
+                                                           body = excluded.body",
             )
             .bind(&key)
             .bind(tag)
             .bind(comment.id.0 as i64)
             .bind(&comment.body_hash)
+            .bind(&comment.body)
             .execute(&mut *tx)
             .await?;
         }
@@ -288,15 +290,18 @@ impl Store for SqliteStore {
         let snapshot = serde_json::from_str(row.get("snapshot"))
             .with_context(|| format!("stored view of {key} is unreadable"))?;
         let bot_comments = sqlx::query(
-            "SELECT tag, comment_id, body_hash FROM bot_comments WHERE issue_key = ?",
+            "SELECT tag, comment_id, body_hash, body FROM bot_comments WHERE issue_key = ?",
         )
         .bind(&k)
         .fetch_all(&self.pool)
         .await?
         .into_iter()
         .map(|r| {
-            let comment =
-                BotComment { id: CommentId(r.get::<i64, _>("comment_id") as u64), body_hash: r.get("body_hash") };
+            let comment = BotComment {
+                id: CommentId(r.get::<i64, _>("comment_id") as u64),
+                body_hash: r.get("body_hash"),
+                body: r.get("body"),
+            };
             (r.get("tag"), comment)
         })
         .collect();

@@ -187,6 +187,20 @@ impl Tracker for GithubTracker {
         self.call(Method::PATCH, &Self::issue_path(issue), Some(body)).await.map(drop)
     }
 
+    async fn is_team_member(&self, org: &str, team: &str, login: &str) -> TrackerResult<bool> {
+        #[derive(Deserialize)]
+        struct Membership {
+            state: String,
+        }
+        let seg = |s: &str| utf8_percent_encode(s, PATH_SEGMENT).to_string();
+        let path = format!("/orgs/{}/teams/{}/memberships/{}", seg(org), seg(team), seg(login));
+        match self.call(Method::GET, &path, None).await {
+            Ok(text) => Ok(parse::<Membership>("membership", &text)?.state == "active"),
+            Err(TrackerError::NotFound) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn create_issue(&self, project: &str, title: &str, body: &str, labels: &[String]) -> TrackerResult<IssueKey> {
         #[derive(Deserialize)]
         struct Created {

@@ -59,6 +59,8 @@ pub trait Tracker: Send + Sync + 'static {
     async fn update_comment(&self, issue: &IssueKey, id: CommentId, body: &str) -> TrackerResult<()>;
     /// Closes (with a reason such as `completed` or `not_planned`) or reopens an issue.
     async fn set_open(&self, issue: &IssueKey, open: bool, reason: Option<&str>) -> TrackerResult<()>;
+    /// Whether `login` is an active member of team `team` in organisation `org`.
+    async fn is_team_member(&self, org: &str, team: &str, login: &str) -> TrackerResult<bool>;
     /// Files a new issue in `project` (`owner/repo`); returns its key.
     async fn create_issue(
         &self,

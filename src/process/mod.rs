@@ -1,11 +1,14 @@
 //! One event, start to finish: the issue view, the rules, the plan, the tracker, the record.
 //! Data flows one way; the only writes to the tracker are the planned effects.
 
+mod apply;
+pub mod facts;
+
 use crate::clock::Clock;
-use crate::model::{CommentId, Event, IssueSnapshot};
-use crate::plan::{self, body_hash, marker, Effect};
-use crate::policy::vocabulary::Normalized;
-use crate::policy::{Input, PolicyConfig, PolicyHandle};
+use crate::model::CommentId;
+use crate::plan::{self, body_hash, Effect};
+use crate::policy::{Before, Input, PolicyConfig, PolicyHandle, PolicySet, RecentDecision};
+use crate::roles::RoleResolver;
 use crate::store::{AuditRecord, BotComment, Completion, HistoryEntry, InboxItem, Source, Store};
 use crate::tracker::{Tracker, TrackerError};
 use chrono::{DateTime, Utc};
@@ -16,12 +19,15 @@ use tracing::Instrument;
 
 /// The actor name rollgate's own changes are recorded under.
 pub const BOT: &str = "rollgate";
+/// Decisions `/explain` shows.
+const RECENT_FOR_EXPLAIN: usize = 10;
 
 pub struct Processor {
     pub store: Arc<dyn Store>,
     pub policies: PolicyHandle,
     /// `None` in dry run: decide and record, apply nothing.
     pub tracker: Option<Arc<dyn Tracker>>,
+    pub roles: RoleResolver,
     pub config: PolicyConfig,
     pub clock: Arc<dyn Clock>,
 }
@@ -85,7 +91,7 @@ impl Processor {
         .await
     }
 
-    async fn run(&self, item: &InboxItem, policies: &crate::policy::PolicySet) -> Result<(), Failure> {
+    async fn run(&self, item: &InboxItem, policies: &PolicySet) -> Result<(), Failure> {
         let started = Instant::now();
         let event = &item.event;
         let key = &event.issue.key;
@@ -96,11 +102,27 @@ impl Processor {
             Some(s) => (Some(s.snapshot), s.bot_comments),
             None => (None, Default::default()),
         };
-        let mut view = merge(stored.as_ref(), event);
-        let before = stored.as_ref().map(|s| vocab.normalize(&s.labels, None));
+        let mut view = facts::merge(stored.as_ref(), event);
+        let before = stored.as_ref().map(|s| (vocab.normalize(&s.labels, None), s.open));
         let normalized = vocab.normalize(&view.labels, event.label.as_deref());
 
-        let mut new_history = changes(before.as_ref(), stored.as_ref(), &normalized, &view, &event.actor.login, event.occurred_at, Source::Tracker);
+        let before_ref = before.as_ref().map(|(n, open)| (n, *open));
+        let mut new_history =
+            facts::changes(before_ref, &normalized, view.open, &event.actor.login, event.occurred_at, Source::Tracker);
+        let (mut facts, followed) = facts::gather(event, &new_history, &policies.commands, &bot_comments);
+        let mut comment_updates = Vec::new();
+        if let Some((tag, comment)) = followed {
+            // Someone edited a bot comment: the store follows, so the planner sees the
+            // difference from what the rules want and puts it right.
+            bot_comments.insert(tag.clone(), comment.clone());
+            comment_updates.push((tag, comment));
+        }
+        facts.roles = self.roles.roles_of(&event.actor.login).await;
+        let recent = if facts.commands.iter().any(|c| c.name == "explain") {
+            self.recent_decisions(key).await?
+        } else {
+            Vec::new()
+        };
         let mut history = self.store.history(key).await?;
         history.extend(new_history.iter().cloned());
 
@@ -110,7 +132,10 @@ impl Processor {
                 issue: &view,
                 normalized: &normalized,
                 event,
+                facts: &facts,
+                before: before.as_ref().map(|(n, open)| Before { normalized: n, open: *open }),
                 history: &history,
+                recent: &recent,
                 config: &self.config,
                 now: self.clock.now(),
             })
@@ -118,16 +143,26 @@ impl Processor {
             .map_err(|e| Failure::Retry { error: e.to_string(), not_before: None })?;
         let eval_us = eval_started.elapsed().as_micros() as u64;
 
-        let effects = plan::plan(&view, &normalized, &decision, vocab, &bot_comments);
+        // A revert is destructive: plan it against the issue as the tracker holds it now, not
+        // against a snapshot that may be older than a change made since.
+        let mut planned_on = normalized.clone();
+        if let (false, Some(tracker)) = (decision.blocks.is_empty(), &self.tracker) {
+            let fresh = tracker.get_issue(key).await?;
+            view.labels = fresh.labels;
+            view.open = fresh.open;
+            planned_on = vocab.normalize(&view.labels, None);
+        }
+        let effects = plan::plan(&view, &planned_on, &decision, vocab, &bot_comments);
+        let view_before_effects = (planned_on, view.open);
+
         let apply_started = Instant::now();
         let mut applied = Vec::with_capacity(effects.len());
-        let mut comment_updates = Vec::new();
         for effect in effects {
             let Some(tracker) = &self.tracker else {
                 applied.push(Applied { effect, result: "dry-run", comment_id: None });
                 continue;
             };
-            let (result, comment_id) = apply(tracker.as_ref(), &view, &effect).await?;
+            let (result, comment_id) = apply::apply(tracker.as_ref(), &view, &effect).await?;
             match &effect {
                 Effect::AddLabels { labels } => {
                     for l in labels {
@@ -137,8 +172,13 @@ impl Processor {
                     }
                 }
                 Effect::RemoveLabel { label } => view.labels.retain(|l| l != label),
+                Effect::SetOpen { open } => view.open = *open,
                 Effect::UpsertComment { tag, body, .. } => {
-                    let c = BotComment { id: comment_id.expect("an upsert yields a comment id"), body_hash: body_hash(body) };
+                    let c = BotComment {
+                        id: comment_id.expect("an upsert yields a comment id"),
+                        body_hash: body_hash(body),
+                        body: body.clone(),
+                    };
                     bot_comments.insert(tag.clone(), c.clone());
                     comment_updates.push((tag.clone(), c));
                 }
@@ -149,7 +189,8 @@ impl Processor {
 
         let after = vocab.normalize(&view.labels, None);
         let now = self.clock.now();
-        new_history.extend(changes(Some(&normalized), None, &after, &view, BOT, now, Source::Rollgate));
+        let (ref n, open) = view_before_effects;
+        new_history.extend(facts::changes(Some((n, open)), &after, view.open, BOT, now, Source::Rollgate));
         new_history.extend(decision.records.iter().map(|(field, value)| HistoryEntry {
             at: event.occurred_at,
             field: field.clone(),
@@ -178,97 +219,21 @@ impl Processor {
             .await?;
         Ok(())
     }
-}
 
-/// The issue as it stands after this event. A delivery's snapshot can be older than one we
-/// already hold (two quick changes, delivered out of order); then the stored view is kept and
-/// only the change the event itself names is applied.
-fn merge(stored: Option<&IssueSnapshot>, event: &Event) -> IssueSnapshot {
-    let mut view = match stored {
-        Some(s) if s.updated_at > event.issue.updated_at => s.clone(),
-        _ => event.issue.clone(),
-    };
-    match (event.kind.as_str(), &event.label) {
-        // A real `unlabeled` delivery can still list the removed label in `issue.labels`.
-        ("issues.unlabeled", Some(label)) => view.labels.retain(|l| l != label),
-        ("issues.labeled", Some(label)) if !view.has_label(label) => view.labels.push(label.clone()),
-        ("issues.closed", _) => {
-            view.open = false;
-            view.closed_at = event.issue.closed_at;
-            view.state_reason = event.issue.state_reason.clone();
-        }
-        ("issues.reopened", _) => view.open = true,
-        _ => {}
-    }
-    view
-}
-
-/// Field, flag and state changes between two readings of an issue, as history entries.
-/// Without a `before` (first sighting) every present field is recorded as set.
-fn changes(
-    before: Option<&Normalized>,
-    before_view: Option<&IssueSnapshot>,
-    after: &Normalized,
-    view: &IssueSnapshot,
-    actor: &str,
-    at: DateTime<Utc>,
-    source: Source,
-) -> Vec<HistoryEntry> {
-    let empty = Normalized::default();
-    let b = before.unwrap_or(&empty);
-    let entry = |field: String, from: Option<String>, to: Option<String>| HistoryEntry {
-        at,
-        field,
-        from,
-        to,
-        actor: actor.to_string(),
-        source,
-    };
-    let mut out = Vec::new();
-    let fields: std::collections::BTreeSet<&String> = b.fields.keys().chain(after.fields.keys()).collect();
-    for f in fields {
-        let (from, to) = (b.fields.get(f), after.fields.get(f));
-        if from != to {
-            out.push(entry(f.clone(), from.cloned(), to.cloned()));
-        }
-    }
-    for flag in after.flags.symmetric_difference(&b.flags) {
-        let on = after.flags.contains(flag);
-        out.push(entry(format!("flags.{flag}"), (!on).then(|| "on".into()), on.then(|| "on".into())));
-    }
-    if let Some(prev) = before_view {
-        if prev.open != view.open {
-            let s = |open: bool| Some(if open { "open" } else { "closed" }.to_string());
-            out.push(entry("state".into(), s(prev.open), s(view.open)));
-        }
-    }
-    out
-}
-
-/// Applies one effect. Returns what happened and, for comments, the comment's id.
-async fn apply(tracker: &dyn Tracker, issue: &IssueSnapshot, effect: &Effect) -> Result<(&'static str, Option<CommentId>), TrackerError> {
-    let key = &issue.key;
-    match effect {
-        Effect::AddLabels { labels } => tracker.add_labels(key, labels).await.map(|_| ("applied", None)),
-        Effect::RemoveLabel { label } => tracker.remove_label(key, label).await.map(|_| ("applied", None)),
-        Effect::UpsertComment { tag, body, known } => {
-            if let Some(id) = known {
-                match tracker.update_comment(key, *id, body).await {
-                    Ok(()) => return Ok(("applied", Some(*id))),
-                    // Someone deleted the bot's comment: post it again below.
-                    Err(TrackerError::NotFound) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            // The store knows no comment for this purpose: look for the marker first, so a
-            // crash after creating one, or a new database, never leads to a second comment.
-            let wanted = marker(tag);
-            let existing = tracker.list_comments(key).await?.into_iter().find(|c| c.body.starts_with(&wanted));
-            match existing {
-                Some(c) if c.body == *body => Ok(("unchanged", Some(c.id))),
-                Some(c) => tracker.update_comment(key, c.id, body).await.map(|_| ("applied", Some(c.id))),
-                None => tracker.create_comment(key, body).await.map(|id| ("applied", Some(id))),
-            }
-        }
+    async fn recent_decisions(&self, key: &crate::model::IssueKey) -> anyhow::Result<Vec<RecentDecision>> {
+        let audit = self.store.audit(key).await?;
+        Ok(audit
+            .into_iter()
+            .rev()
+            .take(RECENT_FOR_EXPLAIN)
+            .map(|a| RecentDecision {
+                at: a.processed_at,
+                kind: a.kind,
+                why: a.decision["why"]
+                    .as_array()
+                    .map(|w| w.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+                    .unwrap_or_default(),
+            })
+            .collect())
     }
 }

@@ -1,0 +1,44 @@
+//! Host functions policies may call. They are pure (no I/O at call time): the calendar and the
+//! templates were loaded with the policy set.
+
+use crate::clock::calendar::{parse_date, Calendar};
+use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString, Map};
+use std::sync::Arc;
+
+type Result<T> = std::result::Result<T, Box<EvalAltResult>>;
+
+fn date(s: &str) -> Result<chrono::NaiveDate> {
+    parse_date(s).ok_or_else(|| format!("{s:?} is not a YYYY-MM-DD date").into())
+}
+
+fn instant(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|_| format!("{s:?} is not an RFC 3339 time").into())
+}
+
+pub fn register(engine: &mut Engine, calendar: Arc<Calendar>, templates: Arc<minijinja::Environment<'static>>) {
+    let cal = calendar.clone();
+    engine.register_fn("local_date", move |t: ImmutableString| -> Result<String> {
+        Ok(cal.local_date(instant(&t)?).to_string())
+    });
+    let cal = calendar.clone();
+    engine.register_fn("add_business_days", move |d: ImmutableString, n: i64| -> Result<String> {
+        Ok(cal.add_business_days(date(&d)?, n).to_string())
+    });
+    let cal = calendar.clone();
+    engine.register_fn("business_days_between", move |a: ImmutableString, b: ImmutableString| -> Result<i64> {
+        Ok(cal.business_days_between(date(&a)?, date(&b)?))
+    });
+    let cal = calendar.clone();
+    engine.register_fn("is_business_day", move |d: ImmutableString| -> Result<bool> { Ok(cal.is_business_day(date(&d)?)) });
+    engine.register_fn("weekday", |d: ImmutableString| -> Result<String> {
+        use chrono::Datelike;
+        Ok(date(&d)?.weekday().to_string())
+    });
+    engine.register_fn("render", move |name: ImmutableString, vars: Map| -> Result<String> {
+        let template = templates.get_template(&name).map_err(|_| format!("no template {name:?} in templates/"))?;
+        let vars: serde_json::Value = rhai::serde::from_dynamic(&Dynamic::from_map(vars))?;
+        template.render(vars).map_err(|e| format!("template {name}: {e}").into())
+    });
+}

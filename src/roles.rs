@@ -1,0 +1,68 @@
+//! Who holds which role: logins and `@org/team` slugs from the configuration. Team membership
+//! is asked of the tracker and remembered for a while, so a burst of events costs one call.
+
+use crate::config::Roles;
+use crate::tracker::Tracker;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const TEAM_CACHE: Duration = Duration::from_secs(600);
+
+pub struct RoleResolver {
+    roles: Vec<(&'static str, Vec<String>)>,
+    tracker: Option<Arc<dyn Tracker>>,
+    cache: Mutex<HashMap<(String, String), (bool, Instant)>>,
+}
+
+impl RoleResolver {
+    pub fn new(roles: &Roles, tracker: Option<Arc<dyn Tracker>>) -> Self {
+        RoleResolver {
+            roles: vec![("pm", roles.pm.clone()), ("qa_lead", roles.qa_lead.clone())],
+            tracker,
+            cache: Mutex::default(),
+        }
+    }
+
+    /// The roles `login` holds. A team lookup that fails counts as "not a member" and is
+    /// logged: refusing a change is recoverable, granting a role wrongly is not.
+    pub async fn roles_of(&self, login: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for (role, members) in &self.roles {
+            for m in members {
+                let holds = match m.strip_prefix('@').and_then(|t| t.split_once('/')) {
+                    Some((org, team)) => self.in_team(org, team, login).await,
+                    None => m.eq_ignore_ascii_case(login),
+                };
+                if holds {
+                    out.push(role.to_string());
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    async fn in_team(&self, org: &str, team: &str, login: &str) -> bool {
+        let key = (format!("{org}/{team}"), login.to_ascii_lowercase());
+        if let Some((member, at)) = self.cache.lock().expect("role cache").get(&key) {
+            if at.elapsed() < TEAM_CACHE {
+                return *member;
+            }
+        }
+        let Some(tracker) = &self.tracker else {
+            tracing::warn!(team = %key.0, "team roles need tracker credentials; treating as not a member");
+            return false;
+        };
+        match tracker.is_team_member(org, team, login).await {
+            Ok(member) => {
+                self.cache.lock().expect("role cache").insert(key, (member, Instant::now()));
+                member
+            }
+            Err(e) => {
+                tracing::warn!(team = %key.0, error = %e, "team membership lookup failed; treating as not a member");
+                false
+            }
+        }
+    }
+}
