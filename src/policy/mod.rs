@@ -216,6 +216,18 @@ impl PolicySet {
             engine.register_static_module("playbook", module.into());
         }
 
+        // Helper functions shared by every rule: policies/lib/*.rhai (functions only).
+        let mut lib = AST::empty();
+        for path in files_in(&dir.join("lib"), "rhai")? {
+            let source = read(&path)?;
+            let shown = path.display().to_string();
+            let ast = engine.compile(&source).map_err(|e| {
+                let pos = e.position();
+                compile_error(&shown, &source, pos.line(), pos.position(), e.err_type().to_string())
+            })?;
+            lib = lib.merge(&ast.clone_functions_only());
+        }
+
         let rules_dir = dir.join("rules");
         let files = files_in(&rules_dir, "rhai")?;
         if files.is_empty() {
@@ -243,7 +255,7 @@ impl PolicySet {
                 });
             }
             let name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-            rules.push(Rule { name, ast });
+            rules.push(Rule { name, ast: lib.merge(&ast) });
         }
         Ok(Arc::new(PolicySet {
             version: version_of(dir)?,
@@ -264,7 +276,7 @@ impl PolicySet {
     pub fn evaluate(&self, input: &Input<'_>) -> Result<Decision, EvalError> {
         let mut issue = issue_map(input);
         let event = to_dynamic(&EventView::new(input.event, input.facts));
-        let ctx = to_dynamic(&Ctx {
+        let mut ctx = to_dynamic(&Ctx {
             history: input.history,
             state: latest_state(input.history),
             before: input.before.as_ref().map(|b| BeforeView {
@@ -289,19 +301,14 @@ impl PolicySet {
                     HOOK,
                     (Dynamic::from_map(issue.clone()), event.clone(), ctx.clone()),
                 )
-                .map_err(|e| {
-                    let pos = e.position();
-                    fail(if pos.is_none() {
-                        e.to_string()
-                    } else {
-                        format!("{} (line {}, column {})", e, pos.line().unwrap_or(0), pos.position().unwrap_or(0))
-                    })
-                })?;
+                // Rhai's message already names the line and position.
+                .map_err(|e| fail(e.to_string()))?;
             // Rhai checks sizes on most growth paths but not on map index assignment (bounded
             // there only by the operation limit): check what comes out, whatever its path.
             self.engine.ensure_data_size_within_limits(&value).map_err(|e| fail(e.to_string()))?;
             let out = read_output(value, &self.vocabulary).map_err(fail)?;
             apply_to_view(&mut issue, &out);
+            record_into_state(&mut ctx, &out.records);
             for (field, value) in out.fields {
                 decision.fields.insert(field, value);
             }
@@ -319,6 +326,21 @@ impl PolicySet {
             decision.why.extend(out.why.into_iter().map(|w| format!("{}: {w}", rule.name)));
         }
         Ok(decision)
+    }
+}
+
+/// A rule's records are facts the next rules see at once in `ctx.state`.
+fn record_into_state(ctx: &mut Dynamic, records: &[(String, String)]) {
+    if records.is_empty() {
+        return;
+    }
+    if let Some(mut map) = ctx.write_lock::<Map>() {
+        if let Some(mut state) = map.get("state").and_then(|s| s.clone().try_cast::<Map>()) {
+            for (field, value) in records {
+                state.insert(field.into(), value.clone().into());
+            }
+            map.insert("state".into(), state.into());
+        }
     }
 }
 

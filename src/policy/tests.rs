@@ -126,3 +126,11 @@ fn the_version_changes_with_any_policy_file() {
     std::fs::write(dir.path().join("rules/10-a.rhai"), "fn decide(issue, event, ctx) { () }").unwrap();
     assert_ne!(PolicySet::load(dir.path(), Default::default()).unwrap().version, v1);
 }
+
+#[test]
+fn the_shipped_pack_loads() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    if let Err(e) = PolicySet::load(&dir, Default::default()) {
+        panic!("{e}");
+    }
+}
