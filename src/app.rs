@@ -35,6 +35,14 @@ impl Running {
     }
 }
 
+/// What policies see of the configuration (`ctx.config`).
+pub fn policy_config(settings: &Settings) -> PolicyConfig {
+    PolicyConfig {
+        roles: PolicyRoles { pm: settings.roles.pm.clone(), qa_lead: settings.roles.qa_lead.clone() },
+        timezone: settings.timezone.name().to_string(),
+    }
+}
+
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     start_with_clock(settings, Arc::new(SystemClock)).await
 }
@@ -69,10 +77,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
         policies: policies.clone(),
         roles: RoleResolver::new(&settings.roles, tracker.clone()),
         tracker,
-        config: PolicyConfig {
-            roles: PolicyRoles { pm: settings.roles.pm.clone(), qa_lead: settings.roles.qa_lead.clone() },
-            timezone: settings.timezone.name().to_string(),
-        },
+        config: policy_config(&settings),
         clock: clock.clone(),
     });
     let queue = Queue {

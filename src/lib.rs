@@ -14,4 +14,5 @@ pub mod process;
 pub mod queue;
 pub mod roles;
 pub mod store;
+pub mod tools;
 pub mod tracker;

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use rollgate::config::Settings;
 use rollgate::model::IssueKey;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -23,6 +24,31 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Compile and lint a policy folder; errors as file:line:column with the source line.
+    Check {
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+    },
+    /// Run the fixtures in DIR/tests and show a diff for every failure.
+    Test {
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+    },
+    /// Print the decision and effects a real webhook payload would get; touches no tracker.
+    Simulate {
+        /// A webhook payload (JSON), e.g. saved from GitHub's "Recent Deliveries".
+        #[arg(long)]
+        event: PathBuf,
+        /// The X-GitHub-Event it was sent with (guessed from the payload when left out).
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        /// Policy folder (default: the configured one).
+        #[arg(long)]
+        policies: Option<PathBuf>,
+        /// Read the issue's state and history from the configured database, if it exists.
+        #[arg(long)]
+        with_store: bool,
+    },
     /// Print what rollgate decided on one issue and why: `rollgate explain owner/repo#12`.
     Explain { issue: String },
     /// List dead letters, or put them back in the inbox: `rollgate replay 12 14` or `--all`.
@@ -66,6 +92,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate => {
             rollgate::store::open(&settings.database_url).await?;
             println!("database {} is up to date", settings.database_url.split('@').next_back().unwrap_or(""));
+        }
+        Command::Check { dir } => match rollgate::tools::check(&dir, Arc::new(settings.calendar()?)) {
+            Ok(summary) => println!("{summary}"),
+            Err(e) => {
+                eprintln!("{e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        Command::Test { dir } => {
+            let (report, ok) = match rollgate::tools::test(&dir, Arc::new(settings.calendar()?)) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            print!("{report}");
+            if !ok {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Simulate { event, event_type, policies, with_store } => {
+            let dir = policies.unwrap_or_else(|| settings.policies.clone());
+            let set = rollgate::policy::PolicySet::load(&dir, Arc::new(settings.calendar()?)).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let store = if with_store { Some(rollgate::store::open(&settings.database_url).await?) } else { None };
+            let config = rollgate::app::policy_config(&settings);
+            let out = rollgate::tools::simulate(&set, &event, event_type.as_deref(), store.as_deref(), &config, chrono::Utc::now()).await?;
+            println!("{out}");
         }
         Command::Explain { issue } => {
             let key: IssueKey = issue.parse()?;

@@ -4,6 +4,7 @@
 pub mod boxes;
 pub mod commands;
 pub mod decision;
+pub mod fixtures;
 mod host;
 pub mod vocabulary;
 

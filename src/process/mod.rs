@@ -5,7 +5,11 @@ mod apply;
 pub mod facts;
 
 use crate::clock::Clock;
-use crate::model::CommentId;
+use crate::model::{CommentId, Event, IssueSnapshot};
+use crate::policy::decision::Decision;
+use crate::policy::vocabulary::Normalized;
+use crate::policy::{EvalError, EventFacts};
+use std::collections::BTreeMap;
 use crate::plan::{self, body_hash, Effect};
 use crate::policy::{Before, Input, PolicyConfig, PolicyHandle, PolicySet, RecentDecision};
 use crate::roles::RoleResolver;
@@ -57,6 +61,61 @@ impl From<TrackerError> for Failure {
     }
 }
 
+/// An event read against the stored issue, ready for the rules: the pure half of processing,
+/// shared by the worker, `rollgate test` and `rollgate simulate`.
+pub struct Prepared<'e> {
+    pub event: &'e Event,
+    pub view: IssueSnapshot,
+    pub normalized: Normalized,
+    pub before: Option<(Normalized, bool)>,
+    /// Field changes the event made, as history entries (the tracker's time and actor).
+    pub tracker_changes: Vec<HistoryEntry>,
+    pub facts: EventFacts,
+    /// A bot comment someone edited, as the tracker now holds it.
+    pub followed: Option<(String, BotComment)>,
+}
+
+impl<'e> Prepared<'e> {
+    pub fn new(
+        policies: &PolicySet,
+        event: &'e Event,
+        stored: Option<&IssueSnapshot>,
+        bot_comments: &BTreeMap<String, BotComment>,
+    ) -> Self {
+        let vocab = &policies.vocabulary;
+        let view = facts::merge(stored, event);
+        let before = stored.map(|s| (vocab.normalize(&s.labels, None), s.open));
+        let normalized = vocab.normalize(&view.labels, event.label.as_deref());
+        let before_ref = before.as_ref().map(|(n, open)| (n, *open));
+        let tracker_changes =
+            facts::changes(before_ref, &normalized, view.open, &event.actor.login, event.occurred_at, Source::Tracker);
+        let (facts, followed) = facts::gather(event, &tracker_changes, &policies.commands, bot_comments);
+        Prepared { event, view, normalized, before, tracker_changes, facts, followed }
+    }
+
+    /// Runs the rules. `history` is the issue's recorded history including this event's changes.
+    pub fn evaluate(
+        &self,
+        policies: &PolicySet,
+        history: &[HistoryEntry],
+        recent: &[RecentDecision],
+        config: &PolicyConfig,
+        now: DateTime<Utc>,
+    ) -> Result<Decision, EvalError> {
+        policies.evaluate(&Input {
+            issue: &self.view,
+            normalized: &self.normalized,
+            event: self.event,
+            facts: &self.facts,
+            before: self.before.as_ref().map(|(n, open)| Before { normalized: n, open: *open }),
+            history,
+            recent,
+            config,
+            now,
+        })
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct Applied {
     #[serde(flatten)]
@@ -102,46 +161,30 @@ impl Processor {
             Some(s) => (Some(s.snapshot), s.bot_comments),
             None => (None, Default::default()),
         };
-        let mut view = facts::merge(stored.as_ref(), event);
-        let before = stored.as_ref().map(|s| (vocab.normalize(&s.labels, None), s.open));
-        let normalized = vocab.normalize(&view.labels, event.label.as_deref());
-
-        let before_ref = before.as_ref().map(|(n, open)| (n, *open));
-        let mut new_history =
-            facts::changes(before_ref, &normalized, view.open, &event.actor.login, event.occurred_at, Source::Tracker);
-        let (mut facts, followed) = facts::gather(event, &new_history, &policies.commands, &bot_comments);
+        let mut prepared = Prepared::new(policies, event, stored.as_ref(), &bot_comments);
         let mut comment_updates = Vec::new();
-        if let Some((tag, comment)) = followed {
+        if let Some((tag, comment)) = prepared.followed.take() {
             // Someone edited a bot comment: the store follows, so the planner sees the
             // difference from what the rules want and puts it right.
             bot_comments.insert(tag.clone(), comment.clone());
             comment_updates.push((tag, comment));
         }
-        facts.roles = self.roles.roles_of(&event.actor.login).await;
-        let recent = if facts.commands.iter().any(|c| c.name == "explain") {
+        prepared.facts.roles = self.roles.roles_of(&event.actor.login).await;
+        let recent = if prepared.facts.commands.iter().any(|c| c.name == "explain") {
             self.recent_decisions(key).await?
         } else {
             Vec::new()
         };
         let mut history = self.store.history(key).await?;
-        history.extend(new_history.iter().cloned());
+        history.extend(prepared.tracker_changes.iter().cloned());
 
         let eval_started = Instant::now();
-        let decision = policies
-            .evaluate(&Input {
-                issue: &view,
-                normalized: &normalized,
-                event,
-                facts: &facts,
-                before: before.as_ref().map(|(n, open)| Before { normalized: n, open: *open }),
-                history: &history,
-                recent: &recent,
-                config: &self.config,
-                now: self.clock.now(),
-            })
+        let decision = prepared
+            .evaluate(policies, &history, &recent, &self.config, self.clock.now())
             // A failing rule is retried: an operator may fix the policy before the attempts run out.
             .map_err(|e| Failure::Retry { error: e.to_string(), not_before: None })?;
         let eval_us = eval_started.elapsed().as_micros() as u64;
+        let Prepared { mut view, normalized, tracker_changes: mut new_history, .. } = prepared;
 
         // A revert is destructive: plan it against the issue as the tracker holds it now, not
         // against a snapshot that may be older than a change made since.

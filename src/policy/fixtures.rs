@@ -1,0 +1,345 @@
+//! `rollgate test`: policy fixtures. Each `policies/tests/*.toml` gives an issue, an event, the
+//! history and `now`; the runner evaluates the pack and plans the effects exactly as the
+//! worker would (no tracker, no database) and compares labels, comments, blocks, records and
+//! the open state with what the fixture expects.
+
+use super::{PolicyConfig, PolicyRoles, PolicySet};
+use crate::model::{Actor, CommentId, CommentRef, DeliveryId, Event, IssueKey, IssueSnapshot};
+use crate::plan::{self, Effect};
+use crate::process::Prepared;
+use crate::store::{BotComment, HistoryEntry, Source};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fixture {
+    pub name: String,
+    pub now: DateTime<Utc>,
+    pub issue: FixtureIssue,
+    /// The issue before the event; absent means rollgate sees the issue for the first time.
+    pub before: Option<FixtureState>,
+    pub event: FixtureEvent,
+    #[serde(default)]
+    pub history: Vec<FixtureHistory>,
+    #[serde(default)]
+    pub config: FixtureConfig,
+    /// Bot comments already on the issue (tag -> body), e.g. the checklist a box is ticked in.
+    #[serde(default)]
+    pub bot_comments: BTreeMap<String, String>,
+    pub expect: Expect,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixtureIssue {
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default = "yes")]
+    pub open: bool,
+    #[serde(default)]
+    pub state_reason: Option<String>,
+    #[serde(default = "default_title")]
+    pub title: String,
+    #[serde(default)]
+    pub body: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixtureState {
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default = "yes")]
+    pub open: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixtureEvent {
+    pub kind: String,
+    #[serde(default = "default_actor")]
+    pub actor: String,
+    #[serde(default)]
+    pub bot: bool,
+    /// The label added or removed (labeled / unlabeled).
+    pub label: Option<String>,
+    /// A comment's body (issue_comment.*); for a bot comment, start it with its marker.
+    pub comment: Option<String>,
+    /// The body before an edit (issue_comment.edited).
+    pub previous_comment: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixtureHistory {
+    pub at: DateTime<Utc>,
+    pub field: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    #[serde(default = "default_actor")]
+    pub actor: String,
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixtureConfig {
+    #[serde(default)]
+    pub pm: Vec<String>,
+    #[serde(default)]
+    pub qa_lead: Vec<String>,
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// The actor's roles as the configuration would resolve them (team membership included).
+    #[serde(default)]
+    pub actor_roles: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// The exact label set afterwards.
+    pub labels: Option<Vec<String>>,
+    /// Labels that must be present / absent afterwards.
+    #[serde(default)]
+    pub has: Vec<String>,
+    #[serde(default)]
+    pub lacks: Vec<String>,
+    /// The exact set of comment tags written or edited.
+    pub comments: Option<Vec<String>>,
+    /// Text each named comment must contain.
+    #[serde(default)]
+    pub comment_contains: BTreeMap<String, Vec<String>>,
+    /// Each entry must appear in one block; `[]` means nothing may be blocked.
+    pub blocks: Option<Vec<String>>,
+    /// Records that must be made (field = value).
+    #[serde(default)]
+    pub records: BTreeMap<String, String>,
+    /// The open state afterwards.
+    pub open: Option<bool>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_title() -> String {
+    "Fixture issue".into()
+}
+fn default_actor() -> String {
+    "someone".into()
+}
+
+pub struct Outcome {
+    pub file: PathBuf,
+    pub name: String,
+    /// Empty when the fixture passed.
+    pub failures: Vec<String>,
+}
+
+/// Every `*.toml` under `dir/tests`, run against `policies`.
+pub fn run_dir(policies: &PolicySet, dir: &Path) -> anyhow::Result<Vec<Outcome>> {
+    let tests = dir.join("tests");
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&tests) {
+        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    files.sort();
+    Ok(files.into_iter().map(|f| run_file(policies, &f)).collect())
+}
+
+pub fn run_file(policies: &PolicySet, file: &Path) -> Outcome {
+    let fail = |name: String, msg: String| Outcome { file: file.to_path_buf(), name, failures: vec![msg] };
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => return fail(String::new(), format!("cannot read: {e}")),
+    };
+    let fixture: Fixture = match toml::from_str(&text) {
+        Ok(f) => f,
+        Err(e) => return fail(String::new(), format!("not a fixture: {e}")),
+    };
+    let failures = match run(policies, &fixture) {
+        Ok(f) => f,
+        Err(e) => vec![e],
+    };
+    Outcome { file: file.to_path_buf(), name: fixture.name, failures }
+}
+
+fn snapshot(labels: &[String], open: bool, f: &Fixture) -> IssueSnapshot {
+    IssueSnapshot {
+        key: IssueKey::github("fixture/repo", 1),
+        title: f.issue.title.clone(),
+        body: f.issue.body.clone(),
+        url: "https://github.com/fixture/repo/issues/1".into(),
+        open,
+        state_reason: f.issue.state_reason.clone(),
+        author: "someone".into(),
+        labels: labels.to_vec(),
+        assignees: vec![],
+        created_at: f.now,
+        updated_at: f.now,
+        closed_at: (!open).then_some(f.now),
+    }
+}
+
+/// Runs one fixture; returns what differs from its expectations.
+pub fn run(policies: &PolicySet, f: &Fixture) -> Result<Vec<String>, String> {
+    let actor = Actor { login: f.event.actor.clone(), is_bot: f.event.bot };
+    let event = Event {
+        delivery: DeliveryId("fixture".into()),
+        kind: f.event.kind.clone(),
+        issue: snapshot(&f.issue.labels, f.issue.open, f),
+        actor: actor.clone(),
+        label: f.event.label.clone(),
+        comment: f.event.comment.as_ref().map(|body| CommentRef {
+            id: CommentId(7),
+            body: body.clone(),
+            author: if body.starts_with("<!-- rollgate:") { Actor { login: "rollgate[bot]".into(), is_bot: true } } else { actor.clone() },
+            previous_body: f.event.previous_comment.clone(),
+        }),
+        occurred_at: f.now,
+        received_at: f.now,
+        installation: None,
+    };
+    let stored = f.before.as_ref().map(|b| snapshot(&b.labels, b.open, f));
+    let bot_comments: BTreeMap<String, BotComment> = f
+        .bot_comments
+        .iter()
+        .map(|(tag, body)| {
+            let text = plan::comment_text(tag, body);
+            (tag.clone(), BotComment { id: CommentId(9), body_hash: plan::body_hash(&text), body: text })
+        })
+        .collect();
+    let mut prepared = Prepared::new(policies, &event, stored.as_ref(), &bot_comments);
+    let config = PolicyConfig {
+        roles: PolicyRoles { pm: f.config.pm.clone(), qa_lead: f.config.qa_lead.clone() },
+        timezone: f.config.timezone.clone().unwrap_or_else(|| "UTC".into()),
+    };
+    prepared.facts.roles = f.config.actor_roles.clone().unwrap_or_else(|| {
+        let mut r = Vec::new();
+        if f.config.pm.iter().any(|p| p.eq_ignore_ascii_case(&f.event.actor)) {
+            r.push("pm".to_string());
+        }
+        if f.config.qa_lead.iter().any(|p| p.eq_ignore_ascii_case(&f.event.actor)) {
+            r.push("qa_lead".to_string());
+        }
+        r
+    });
+    let mut history: Vec<HistoryEntry> = f
+        .history
+        .iter()
+        .map(|h| HistoryEntry {
+            at: h.at,
+            field: h.field.clone(),
+            from: h.from.clone(),
+            to: h.to.clone(),
+            actor: h.actor.clone(),
+            source: match h.source.as_deref() {
+                Some("rollgate") => Source::Rollgate,
+                Some("policy") => Source::Policy,
+                _ => Source::Tracker,
+            },
+        })
+        .collect();
+    history.extend(prepared.tracker_changes.iter().cloned());
+    let decision = prepared.evaluate(policies, &history, &[], &config, f.now).map_err(|e| e.to_string())?;
+    let effects = plan::plan(&prepared.view, &prepared.normalized, &decision, &policies.vocabulary, &bot_comments);
+
+    let mut labels: BTreeSet<String> = prepared.view.labels.iter().cloned().collect();
+    let mut open = prepared.view.open;
+    let mut comments: BTreeMap<String, String> = BTreeMap::new();
+    for e in &effects {
+        match e {
+            Effect::AddLabels { labels: l } => labels.extend(l.iter().cloned()),
+            Effect::RemoveLabel { label } => {
+                labels.remove(label);
+            }
+            Effect::SetOpen { open: o } => open = *o,
+            Effect::UpsertComment { tag, body, .. } => {
+                comments.insert(tag.clone(), body.clone());
+            }
+        }
+    }
+
+    let mut failures = Vec::new();
+    let x = &f.expect;
+    if let Some(want) = &x.labels {
+        let want: BTreeSet<String> = want.iter().cloned().collect();
+        if want != labels {
+            failures.push(set_diff("labels", &want, &labels));
+        }
+    }
+    for l in &x.has {
+        if !labels.contains(l) {
+            failures.push(format!("labels: expected {l} among {labels:?}"));
+        }
+    }
+    for l in &x.lacks {
+        if labels.contains(l) {
+            failures.push(format!("labels: expected no {l}, got {labels:?}"));
+        }
+    }
+    if let Some(want) = &x.comments {
+        let want: BTreeSet<String> = want.iter().cloned().collect();
+        let got: BTreeSet<String> = comments.keys().cloned().collect();
+        if want != got {
+            failures.push(set_diff("comments", &want, &got));
+        }
+    }
+    for (tag, needles) in &x.comment_contains {
+        match comments.get(tag) {
+            None => failures.push(format!("comment {tag}: not written (written: {:?})", comments.keys().collect::<Vec<_>>())),
+            Some(body) => {
+                for n in needles {
+                    if !body.contains(n.as_str()) {
+                        failures.push(format!("comment {tag}: does not contain {n:?}\n      --- comment ---\n{}", indent(body)));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(want) = &x.blocks {
+        if want.is_empty() && !decision.blocks.is_empty() {
+            failures.push(format!("blocks: expected none, got {:?}", decision.blocks));
+        }
+        for w in want {
+            if !decision.blocks.iter().any(|b| b.contains(w.as_str())) {
+                failures.push(format!("blocks: expected one mentioning {w:?}, got {:?}", decision.blocks));
+            }
+        }
+    }
+    for (field, value) in &x.records {
+        let got: Vec<&String> = decision.records.iter().filter(|(f, _)| f == field).map(|(_, v)| v).collect();
+        if !got.contains(&value) {
+            failures.push(format!("records: expected {field} = {value:?}, got {got:?}"));
+        }
+    }
+    if let Some(want) = x.open {
+        if want != open {
+            failures.push(format!("open: expected {want}, got {open}"));
+        }
+    }
+    if !failures.is_empty() {
+        let mut why = String::from("why:");
+        for w in &decision.why {
+            let _ = write!(why, "\n      {w}");
+        }
+        failures.push(why);
+    }
+    Ok(failures)
+}
+
+fn set_diff(what: &str, want: &BTreeSet<String>, got: &BTreeSet<String>) -> String {
+    let missing: Vec<_> = want.difference(got).collect();
+    let extra: Vec<_> = got.difference(want).collect();
+    format!("{what}: expected {want:?}\n      got      {got:?}\n      missing {missing:?}, unexpected {extra:?}")
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("      | {l}")).collect::<Vec<_>>().join("\n")
+}

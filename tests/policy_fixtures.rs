@@ -1,0 +1,99 @@
+//! The shipped policy pack against its own fixtures (policies/tests), as `rollgate test` runs
+//! them; and the tools on broken folders.
+
+use rollgate::policy::PolicySet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn pack() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
+#[test]
+fn every_shipped_fixture_passes() {
+    let set = PolicySet::load(&pack(), Default::default()).unwrap();
+    let outcomes = rollgate::policy::fixtures::run_dir(&set, &pack()).unwrap();
+    let (report, ok) = rollgate::tools::report(&outcomes);
+    assert!(ok, "{report}");
+    // Every playbook rule R1-R15 has at least one fixture.
+    for n in 1..=15 {
+        let prefix = format!("r{n:02}-");
+        assert!(
+            outcomes.iter().any(|o| o.file.file_name().unwrap().to_string_lossy().starts_with(&prefix)),
+            "no fixture for R{n}"
+        );
+    }
+}
+
+fn rollgate(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rollgate")).args(args).env_clear().output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+fn copy_pack() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy(&pack(), dir.path());
+    dir
+}
+
+fn copy(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let p = entry.unwrap().path();
+        let t = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            std::fs::create_dir_all(&t).unwrap();
+            copy(&p, &t);
+        } else {
+            std::fs::copy(&p, &t).unwrap();
+        }
+    }
+}
+
+#[test]
+fn check_reports_the_pack_and_points_at_a_syntax_error() {
+    let (ok, out) = rollgate(&["check", pack().to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(out.contains(": ok — policy version") && out.contains("15-commands"), "{out}");
+
+    let broken = copy_pack();
+    let rule = broken.path().join("rules/40-lanes.rhai");
+    let text = std::fs::read_to_string(&rule).unwrap();
+    std::fs::write(&rule, text.replacen("let set = #{};", "let set = #{;", 1)).unwrap();
+    let (ok, out) = rollgate(&["check", broken.path().to_str().unwrap()]);
+    assert!(!ok);
+    let line = text.lines().position(|l| l.contains("let set = #{};")).unwrap() + 1;
+    assert!(out.contains(&format!("40-lanes.rhai:{line}:")), "{out}");
+    assert!(out.contains("let set = #{;"), "the source line is shown: {out}");
+}
+
+#[test]
+fn test_fails_with_a_readable_diff_when_a_rule_changes() {
+    let changed = copy_pack();
+    let playbook = changed.path().join("playbook.toml");
+    let text = std::fs::read_to_string(&playbook).unwrap();
+    std::fs::write(&playbook, text.replacen("bug = \"B\"", "bug = \"C\"", 1)).unwrap();
+    let (ok, out) = rollgate(&["test", changed.path().to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("FAIL r01-bug-goes-to-lane-b.toml"), "{out}");
+    assert!(out.contains("missing [\"lane/B\"], unexpected [\"lane/C\"]"), "{out}");
+    assert!(out.lines().last().unwrap().ends_with("failed") && !out.contains(" 0 failed"), "{out}");
+}
+
+#[test]
+fn simulate_prints_the_decision_for_a_real_payload_without_a_tracker() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut payload: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/github/issues.opened.json")).unwrap(),
+    )
+    .unwrap();
+    payload["issue"]["labels"] = serde_json::json!([{ "name": "type/bug" }, { "name": "scope/single-client" }]);
+    let file = dir.path().join("opened.json");
+    std::fs::write(&file, serde_json::to_vec(&payload).unwrap()).unwrap();
+    let (ok, out) = rollgate(&["simulate", "--event", file.to_str().unwrap(), "--policies", pack().to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["decision"]["fields"]["lane"], "B");
+    assert_eq!(json["effects"][0]["kind"], "add_labels");
+    assert_eq!(json["effects"][0]["labels"], serde_json::json!(["lane/B", "rollout/1-direct", "status/planning"]));
+}
