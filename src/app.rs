@@ -4,6 +4,7 @@
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::http::{router, AppState};
+use crate::policy::reload::Reloader;
 use crate::policy::{PolicyConfig, PolicyHandle, PolicyRoles, PolicySet};
 use crate::process::Processor;
 use crate::queue::Queue;
@@ -54,6 +55,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
     tracing::info!(version = %policies.version, rules = ?policies.rule_names(), "policy set loaded");
     let policies = PolicyHandle::new(policies);
     let store = store::open(&settings.database_url).await?;
+    let reloader = Reloader::new(settings.policies.clone(), calendar.clone(), policies.clone());
 
     let dry_run = settings.effective_dry_run();
     let tracker: Option<Arc<dyn Tracker>> = match (&settings.github.token, dry_run) {
@@ -89,6 +91,8 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
         max_attempts: settings.queue.max_attempts,
     };
     let queue = tokio::spawn(queue.run(shutdown_rx.clone()));
+    tokio::spawn(reloader.clone().watch(shutdown_rx.clone()));
+    spawn_sighup_reload(reloader.clone(), shutdown_rx.clone());
 
     let state = AppState {
         store: store.clone(),
@@ -96,6 +100,8 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
         clock,
         wake,
         github_secrets: Arc::new(settings.github.webhook_secrets.clone()),
+        admin_token: settings.admin_token.clone(),
+        reloader,
         dry_run,
     };
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -112,4 +118,24 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
     });
     tracing::info!(%addr, "rollgate is serving");
     Ok(Running { addr, store, shutdown, server, queue })
+}
+
+/// SIGHUP reloads the policy folder, as a file change or POST /admin/reload does.
+fn spawn_sighup_reload(reloader: Arc<Reloader>, mut shutdown: watch::Receiver<bool>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload with POST /admin/reload");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => { let _ = reloader.reload("SIGHUP").await; }
+                _ = shutdown.changed() => return,
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (reloader, shutdown);
 }

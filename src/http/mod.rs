@@ -1,10 +1,12 @@
 //! The axum router: webhooks in, health out. Handlers only verify, parse and store; processing
 //! happens in the queue, so acknowledgement never waits for a tracker.
 
+mod admin;
 mod webhook;
 
 use crate::clock::Clock;
 use crate::config::Secret;
+use crate::policy::reload::Reloader;
 use crate::policy::PolicyHandle;
 use crate::store::Store;
 use axum::extract::{DefaultBodyLimit, State};
@@ -26,6 +28,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub wake: Arc<Notify>,
     pub github_secrets: Arc<Vec<Secret>>,
+    pub admin_token: Option<Secret>,
+    pub reloader: Arc<Reloader>,
     pub dry_run: bool,
 }
 
@@ -34,19 +38,24 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/github", post(webhook::github))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/admin/reload", post(admin::reload))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
-/// Ready when the store answers and a policy set is loaded.
+/// Ready when the store answers and a policy set is loaded. A refused reload does not make the
+/// service unready (the previous set serves); it is shown so operators see it.
 async fn readyz(State(state): State<AppState>) -> Response {
     let policy = state.policies.current();
+    let reload = state.reloader.status();
     match state.store.ping().await {
         Ok(()) => Json(json!({
             "status": "ready",
             "store": "ok",
             "policy_version": policy.version.as_str(),
             "rules": policy.rule_names(),
+            "policy_reload_error": reload.error,
+            "policy_reloads": reload.reloads,
             "dry_run": state.dry_run,
         }))
         .into_response(),

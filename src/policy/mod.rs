@@ -5,6 +5,7 @@ pub mod boxes;
 pub mod commands;
 pub mod decision;
 pub mod fixtures;
+pub mod reload;
 mod host;
 pub mod vocabulary;
 
