@@ -148,6 +148,8 @@ pub trait Store: Send + Sync + 'static {
     async fn retry_at(&self, id: i64, error: &str, at: DateTime<Utc>) -> anyhow::Result<()>;
     async fn bury(&self, id: i64, error: &str) -> anyhow::Result<()>;
     async fn dead_letters(&self) -> anyhow::Result<Vec<DeadLetter>>;
+    /// Pending events that have failed at least once (oldest first): what is stuck, and why.
+    async fn retrying(&self, limit: usize) -> anyhow::Result<Vec<DeadLetter>>;
     /// Puts dead letters back in the inbox (all when `ids` is empty); returns how many.
     async fn requeue(&self, ids: &[i64]) -> anyhow::Result<u64>;
     async fn inbox_stats(&self) -> anyhow::Result<InboxStats>;

@@ -219,19 +219,18 @@ impl Store for SqliteStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| DeadLetter {
-                id: r.get("id"),
-                tracker: r.get("tracker"),
-                delivery: r.get("delivery_id"),
-                issue_key: r.get("issue_key"),
-                kind: r.get("kind"),
-                attempts: r.get::<i64, _>("attempts") as u32,
-                last_error: r.get::<Option<String>, _>("last_error").unwrap_or_default(),
-                received_at: from_ms(r.get("received_at")),
-            })
-            .collect())
+        Ok(rows_to_letters(rows))
+    }
+
+    async fn retrying(&self, limit: usize) -> anyhow::Result<Vec<DeadLetter>> {
+        let rows = sqlx::query(
+            "SELECT id, tracker, delivery_id, issue_key, kind, attempts, last_error, received_at
+             FROM inbox WHERE status = 'pending' AND attempts > 0 ORDER BY id LIMIT ?",
+        )
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows_to_letters(rows))
     }
 
     async fn requeue(&self, ids: &[i64]) -> anyhow::Result<u64> {
@@ -357,4 +356,19 @@ impl Store for SqliteStore {
             })
             .collect()
     }
+}
+
+fn rows_to_letters(rows: Vec<sqlx::sqlite::SqliteRow>) -> Vec<DeadLetter> {
+    rows.into_iter()
+        .map(|r| DeadLetter {
+            id: r.get("id"),
+            tracker: r.get("tracker"),
+            delivery: r.get("delivery_id"),
+            issue_key: r.get("issue_key"),
+            kind: r.get("kind"),
+            attempts: r.get::<i64, _>("attempts") as u32,
+            last_error: r.get::<Option<String>, _>("last_error").unwrap_or_default(),
+            received_at: from_ms(r.get("received_at")),
+        })
+        .collect()
 }

@@ -88,15 +88,41 @@ impl FakeGithub {
 
     /// Puts an issue on the fake tracker, as the webhook payload will describe it.
     pub fn seed(&self, repo: &str, number: u64, labels: &[&str]) {
-        self.world.lock().unwrap().issues.insert(
+        let mut w = self.world.lock().unwrap();
+        let open = w.issues.get(&(repo.to_string(), number)).is_none_or(|i| i.open);
+        w.issues.insert(
             (repo.to_string(), number),
             FakeIssue {
                 title: format!("issue {number}"),
                 labels: labels.iter().map(|s| s.to_string()).collect(),
-                open: true,
+                open,
                 ..Default::default()
             },
         );
+    }
+
+    /// Replaces an issue's comments (a re-seed keeps them).
+    pub fn set_comments(&self, repo: &str, number: u64, comments: Vec<FakeComment>) {
+        if let Some(i) = self.world.lock().unwrap().issues.get_mut(&(repo.to_string(), number)) {
+            i.comments = comments;
+        }
+    }
+
+    /// A person edits a comment in the web UI (ticks a box).
+    pub fn edit_comment(&self, id: u64, body: &str) {
+        for i in self.world.lock().unwrap().issues.values_mut() {
+            if let Some(c) = i.comments.iter_mut().find(|c| c.id == id) {
+                c.body = body.to_string();
+            }
+        }
+    }
+
+    /// A person closes the issue in the web UI.
+    pub fn close(&self, repo: &str, number: u64, reason: &str) {
+        if let Some(i) = self.world.lock().unwrap().issues.get_mut(&(repo.to_string(), number)) {
+            i.open = false;
+            i.state_reason = Some(reason.to_string());
+        }
     }
 
     pub fn issue(&self, repo: &str, number: u64) -> FakeIssue {
