@@ -36,6 +36,10 @@ pub fn register(engine: &mut Engine, calendar: Arc<Calendar>, templates: Arc<min
         use chrono::Datelike;
         Ok(date(&d)?.weekday().to_string())
     });
+    // Joining strings is common in messages; a native join is much cheaper than `reduce`.
+    engine.register_fn("join", |list: rhai::Array, sep: ImmutableString| -> String {
+        list.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(&sep)
+    });
     engine.register_fn("render", move |name: ImmutableString, vars: Map| -> Result<String> {
         let template = templates.get_template(&name).map_err(|_| format!("no template {name:?} in templates/"))?;
         let vars: serde_json::Value = rhai::serde::from_dynamic(&Dynamic::from_map(vars))?;

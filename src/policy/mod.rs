@@ -212,7 +212,9 @@ impl PolicySet {
             let mut module = Module::new();
             for (name, value) in table {
                 let value = rhai::serde::to_dynamic(&value).map_err(|e| invalid(format!("{name}: {e}")))?;
-                module.set_var(name, value);
+                // Shared: reading `playbook::artifacts` hands out a pointer, not a copy of the
+                // table. Module variables are constants, so no rule can change it.
+                module.set_var(name, value.into_shared());
             }
             module.build_index();
             engine.register_static_module("playbook", module.into());
@@ -276,8 +278,10 @@ impl PolicySet {
     /// Runs every rule in order. Each rule sees the issue with the fields and flags the rules
     /// before it decided, so later rules check the state the earlier ones are producing.
     pub fn evaluate(&self, input: &Input<'_>) -> Result<Decision, EvalError> {
-        let mut issue = issue_map(input);
-        let event = to_dynamic(&EventView::new(input.event, input.facts));
+        let mut issue = Dynamic::from_map(issue_map(input)).into_shared();
+        // Shared, so each rule call passes pointers instead of copying the history and the
+        // event. Rules treat them as read-only; records reach `ctx.state` through Rust.
+        let event = to_dynamic(&EventView::new(input.event, input.facts)).into_shared();
         let mut ctx = to_dynamic(&Ctx {
             history: input.history,
             state: latest_state(input.history),
@@ -289,7 +293,8 @@ impl PolicySet {
             recent: input.recent,
             config: input.config,
             now: input.now,
-        });
+        })
+        .into_shared();
         let mut decision = Decision::default();
         for rule in &self.rules {
             let fail = |message: String| EvalError { rule: rule.name.clone(), message };
@@ -301,7 +306,7 @@ impl PolicySet {
                     &mut Scope::new(),
                     &rule.ast,
                     HOOK,
-                    (Dynamic::from_map(issue.clone()), event.clone(), ctx.clone()),
+                    (issue.clone(), event.clone(), ctx.clone()),
                 )
                 // Rhai's message already names the line and position.
                 .map_err(|e| fail(e.to_string()))?;
@@ -309,7 +314,9 @@ impl PolicySet {
             // there only by the operation limit): check what comes out, whatever its path.
             self.engine.ensure_data_size_within_limits(&value).map_err(|e| fail(e.to_string()))?;
             let out = read_output(value, &self.vocabulary).map_err(fail)?;
-            apply_to_view(&mut issue, &out);
+            if let Some(mut map) = issue.write_lock::<Map>() {
+                apply_to_view(&mut map, &out);
+            }
             record_into_state(&mut ctx, &out.records);
             for (field, value) in out.fields {
                 decision.fields.insert(field, value);
