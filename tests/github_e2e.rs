@@ -248,7 +248,7 @@ async fn different_issues_are_processed_in_parallel_and_one_issue_serially() {
 async fn an_edited_policy_file_changes_the_outcome_without_recompiling() {
     // The operator's copy of the pack, with one table value changed: bugs start in lane A.
     let pack = tempfile::tempdir().unwrap();
-    copy_dir(&support::policies_dir(), pack.path());
+    support::copy_dir(&support::policies_dir(), pack.path());
     let playbook = pack.path().join("playbook.toml");
     let text = std::fs::read_to_string(&playbook).unwrap();
     assert!(text.contains("bug = \"B\""));
@@ -261,17 +261,4 @@ async fn an_edited_policy_file_changes_the_outcome_without_recompiling() {
     h.settle().await;
     assert_eq!(h.github.labels(REPO, 9), sorted(&["type/bug", "scope/single-client", "lane/A", "rollout/1-direct", "status/planning"]));
     h.app.stop().await.unwrap();
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
 }

@@ -1,6 +1,8 @@
 //! The shipped policy pack against its own fixtures (policies/tests), as `rollgate test` runs
 //! them; and the tools on broken folders.
 
+mod support;
+
 use rollgate::policy::PolicySet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,21 +35,8 @@ fn rollgate(args: &[&str]) -> (bool, String) {
 
 fn copy_pack() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    copy(&pack(), dir.path());
+    support::copy_dir(&pack(), dir.path());
     dir
-}
-
-fn copy(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let p = entry.unwrap().path();
-        let t = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            std::fs::create_dir_all(&t).unwrap();
-            copy(&p, &t);
-        } else {
-            std::fs::copy(&p, &t).unwrap();
-        }
-    }
 }
 
 #[test]

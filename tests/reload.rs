@@ -8,19 +8,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use support::{issue_event, Harness, REPO};
 
-fn copy(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let p = entry.unwrap().path();
-        let t = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            std::fs::create_dir_all(&t).unwrap();
-            copy(&p, &t);
-        } else {
-            std::fs::copy(&p, &t).unwrap();
-        }
-    }
-}
-
 fn edit(file: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(file).unwrap();
     assert!(text.contains(from), "{} has no {from:?}", file.display());
@@ -54,7 +41,7 @@ async fn lane_of_new_bug(h: &Harness, n: u64) -> Vec<String> {
 #[tokio::test]
 async fn a_saved_policy_applies_within_a_second_and_a_broken_one_never_does() {
     let pack = tempfile::tempdir().unwrap();
-    copy(&support::policies_dir(), pack.path());
+    support::copy_dir(&support::policies_dir(), pack.path());
     let dir = pack.path().to_path_buf();
     let h = Harness::start_with(move |s| {
         s.policies = dir;

@@ -187,3 +187,17 @@ pub fn signed(payload: &Value) -> (Vec<u8>, String) {
     let sig = sign(SECRET, &body);
     (body, sig)
 }
+
+/// Copies a folder tree (a policy pack an operator will edit).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let p = entry.unwrap().path();
+        let t = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            std::fs::create_dir_all(&t).unwrap();
+            copy_dir(&p, &t);
+        } else {
+            std::fs::copy(&p, &t).unwrap();
+        }
+    }
+}
