@@ -7,6 +7,7 @@ pub mod decision;
 pub mod fixtures;
 pub mod reload;
 mod host;
+mod views;
 pub mod vocabulary;
 
 use crate::clock::Calendar;
@@ -15,9 +16,9 @@ use crate::store::HistoryEntry;
 use chrono::{DateTime, Utc};
 use decision::{read_output, Decision};
 use rhai::{CallFnOptions, Dynamic, Engine, Map, Module, Scope, AST};
+use views::{apply_to_view, issue_map, latest_state, record_into_state, to_dynamic, BeforeView, Ctx, EventView};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use vocabulary::{Normalized, Vocabulary};
@@ -338,34 +339,6 @@ impl PolicySet {
     }
 }
 
-/// A rule's records are facts the next rules see at once in `ctx.state`.
-fn record_into_state(ctx: &mut Dynamic, records: &[(String, String)]) {
-    if records.is_empty() {
-        return;
-    }
-    if let Some(mut map) = ctx.write_lock::<Map>() {
-        if let Some(mut state) = map.get("state").and_then(|s| s.clone().try_cast::<Map>()) {
-            for (field, value) in records {
-                state.insert(field.into(), value.clone().into());
-            }
-            map.insert("state".into(), state.into());
-        }
-    }
-}
-
-/// The latest recorded value of every field: the state later rules read without scanning
-/// the whole history. A cleared field is absent.
-fn latest_state(history: &[HistoryEntry]) -> BTreeMap<&str, &str> {
-    let mut state = BTreeMap::new();
-    for h in history {
-        match &h.to {
-            Some(v) => state.insert(h.field.as_str(), v.as_str()),
-            None => state.remove(h.field.as_str()),
-        };
-    }
-    state
-}
-
 fn sandboxed_engine() -> Engine {
     let mut engine = Engine::new();
     engine
@@ -423,155 +396,6 @@ fn version_of(dir: &Path) -> Result<PolicyVersion, PolicyError> {
         hash.update([0]);
     }
     Ok(PolicyVersion(hex::encode(&hash.finalize()[..6])))
-}
-
-fn to_dynamic<T: Serialize>(v: &T) -> Dynamic {
-    rhai::serde::to_dynamic(v).expect("plain data always converts")
-}
-
-#[derive(Serialize)]
-struct IssueView<'a> {
-    key: String,
-    project: &'a str,
-    number: u64,
-    title: &'a str,
-    body: &'a str,
-    url: &'a str,
-    open: bool,
-    state_reason: &'a Option<String>,
-    author: &'a str,
-    labels: &'a [String],
-    assignees: &'a [String],
-    fields: &'a BTreeMap<String, String>,
-    flags: BTreeMap<&'a str, bool>,
-    /// `### Heading` sections of the body (issue forms).
-    sections: BTreeMap<String, String>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-fn issue_map(input: &Input<'_>) -> Map {
-    let i = input.issue;
-    let view = IssueView {
-        key: i.key.short(),
-        project: i.key.project(),
-        number: i.key.number(),
-        title: &i.title,
-        body: &i.body,
-        url: &i.url,
-        open: i.open,
-        state_reason: &i.state_reason,
-        author: &i.author,
-        labels: &i.labels,
-        assignees: &i.assignees,
-        fields: &input.normalized.fields,
-        flags: input.normalized.flags.iter().map(|f| (f.as_str(), true)).collect(),
-        sections: boxes::sections(&i.body),
-        created_at: i.created_at,
-        updated_at: i.updated_at,
-    };
-    to_dynamic(&view).try_cast::<Map>().expect("a struct converts to a map")
-}
-
-/// Folds one rule's field and flag decisions into the issue the next rule sees.
-fn apply_to_view(issue: &mut Map, out: &decision::RuleOutput) {
-    if let Some(mut fields) = issue.get("fields").and_then(|f| f.clone().try_cast::<Map>()) {
-        for (field, value) in &out.fields {
-            match value {
-                Some(v) => fields.insert(field.into(), v.clone().into()),
-                None => fields.remove(field.as_str()),
-            };
-        }
-        issue.insert("fields".into(), fields.into());
-    }
-    if let Some(mut flags) = issue.get("flags").and_then(|f| f.clone().try_cast::<Map>()) {
-        for (flag, on) in &out.flags {
-            if *on {
-                flags.insert(flag.into(), true.into());
-            } else {
-                flags.remove(flag.as_str());
-            }
-        }
-        issue.insert("flags".into(), flags.into());
-    }
-    if let Some(open) = out.open {
-        issue.insert("open".into(), open.into());
-    }
-}
-
-#[derive(Serialize)]
-struct ActorView<'a> {
-    login: &'a str,
-    is_bot: bool,
-    roles: &'a [String],
-}
-
-#[derive(Serialize)]
-struct EventView<'a> {
-    kind: &'a str,
-    delivery: &'a str,
-    actor: ActorView<'a>,
-    label: &'a Option<String>,
-    comment: Option<CommentView<'a>>,
-    occurred_at: DateTime<Utc>,
-    changes: &'a [FieldChange],
-    commands: &'a [commands::Command],
-    unknown_commands: &'a [commands::Unknown],
-    command_errors: &'a [commands::LineError],
-    ticked: &'a [String],
-    unticked: &'a [String],
-}
-
-#[derive(Serialize)]
-struct CommentView<'a> {
-    id: u64,
-    body: &'a str,
-    author: &'a crate::model::Actor,
-    previous_body: &'a Option<String>,
-    /// Purpose tag when the comment is one of the bot's.
-    tag: &'a Option<String>,
-}
-
-impl<'a> EventView<'a> {
-    fn new(e: &'a Event, f: &'a EventFacts) -> Self {
-        EventView {
-            kind: &e.kind,
-            delivery: e.delivery.as_str(),
-            actor: ActorView { login: &e.actor.login, is_bot: e.actor.is_bot, roles: &f.roles },
-            label: &e.label,
-            comment: e.comment.as_ref().map(|c| CommentView {
-                id: c.id.0,
-                body: &c.body,
-                author: &c.author,
-                previous_body: &c.previous_body,
-                tag: &f.comment_tag,
-            }),
-            occurred_at: e.occurred_at,
-            changes: &f.changes,
-            commands: &f.commands,
-            unknown_commands: &f.unknown_commands,
-            command_errors: &f.command_errors,
-            ticked: &f.ticked,
-            unticked: &f.unticked,
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct BeforeView<'a> {
-    fields: &'a BTreeMap<String, String>,
-    flags: BTreeMap<&'a str, bool>,
-    open: bool,
-}
-
-#[derive(Serialize)]
-struct Ctx<'a> {
-    history: &'a [HistoryEntry],
-    state: BTreeMap<&'a str, &'a str>,
-    before: Option<BeforeView<'a>>,
-    recent: &'a [RecentDecision],
-    config: &'a PolicyConfig,
-    now: DateTime<Utc>,
 }
 
 /// The running policy set, shared by workers and swapped whole on reload: an event in flight
