@@ -56,3 +56,23 @@ async fn bad_credentials_are_a_refusal_not_a_retry() {
     assert!(err.is_permanent(), "{err}");
     assert!(err.to_string().contains("401"), "{err}");
 }
+
+#[tokio::test]
+async fn roles_come_from_logins_and_team_slugs() {
+    use rollgate::config::Roles;
+    use rollgate::roles::RoleResolver;
+    use std::sync::Arc;
+    let github = FakeGithub::start().await;
+    github.add_team_member("acme/pms", "tara");
+    let roles = Roles { pm: vec!["priya".into(), "@acme/pms".into()], qa_lead: vec!["Quinn".into()] };
+    let resolver = RoleResolver::new(&roles, Some(Arc::new(tracker(&github, TOKEN))));
+    assert_eq!(resolver.roles_of("priya").await, vec!["pm"]);
+    assert_eq!(resolver.roles_of("tara").await, vec!["pm"], "a member of @acme/pms");
+    assert_eq!(resolver.roles_of("quinn").await, vec!["qa_lead"], "logins match without case");
+    assert!(resolver.roles_of("dev1").await.is_empty());
+    // The answer is remembered: a burst of events asks GitHub once per person.
+    let asked = github.requests();
+    resolver.roles_of("tara").await;
+    resolver.roles_of("dev1").await;
+    assert_eq!(github.requests(), asked);
+}

@@ -230,6 +230,12 @@ async fn vt_001_incident_hotfix_goes_straight_to_released() {
     s.comment("/artifact done internal-release-note\n/artifact done cs-notification", PM).await;
     s.add_label("status/released", PM).await;
     assert_eq!(s.status(), "status/released", "type 1 may skip to released");
+
+    // Anyone may ask why: the reply lists the recent decisions and their reasons.
+    s.comment("/explain", "someone").await;
+    let explained = s.gh().issue(REPO, 1).comments.into_iter().find(|c| c.body.contains("Why rollgate did what it did")).expect("an /explain reply");
+    assert!(explained.body.contains("R1: incident-p0 goes to lane C"), "{}", explained.body);
+    assert!(explained.body.contains("R9: dev-released → released"), "{}", explained.body);
     h.app.stop().await.unwrap();
 }
 

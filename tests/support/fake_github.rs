@@ -46,6 +46,8 @@ struct World {
     next_comment: u64,
     writes: Vec<String>,
     requests: u64,
+    /// (org/team, login) pairs that are active members.
+    teams: Vec<(String, String)>,
     faults: VecDeque<Fault>,
 }
 
@@ -81,6 +83,7 @@ impl FakeGithub {
             .route("/repos/{o}/{r}/issues/comments/{id}", post(update_comment).patch(update_comment))
             .route("/repos/{o}/{r}/issues/{n}/labels", post(add_labels))
             .route("/repos/{o}/{r}/issues/{n}/labels/{name}", delete(remove_label))
+            .route("/orgs/{org}/teams/{team}/memberships/{user}", get(membership))
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         fake
@@ -134,6 +137,10 @@ impl FakeGithub {
         let mut l = self.issue(repo, number).labels;
         l.sort();
         l
+    }
+
+    pub fn add_team_member(&self, org_team: &str, login: &str) {
+        self.world.lock().unwrap().teams.push((org_team.to_string(), login.to_string()));
     }
 
     pub fn writes(&self) -> Vec<String> {
@@ -377,4 +384,18 @@ async fn remove_label(
         return (StatusCode::NOT_FOUND, Json(json!({"message": "Label does not exist"}))).into_response();
     }
     Json(i.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>()).into_response()
+}
+
+async fn membership(
+    State(f): State<Shared>,
+    h: HeaderMap,
+    Path((org, team, user)): Path<(String, String, String)>,
+) -> Response {
+    enter!(f, h);
+    let w = f.world.lock().unwrap();
+    if w.teams.iter().any(|(t, u)| *t == format!("{org}/{team}") && *u == user) {
+        Json(json!({"state": "active", "role": "member"})).into_response()
+    } else {
+        not_found()
+    }
 }
