@@ -31,6 +31,8 @@ fn snapshot(labels: &[&str]) -> IssueSnapshot {
         created_at: at("2026-11-17T09:00:00Z"),
         updated_at: at("2026-11-24T10:00:00Z"),
         closed_at: None,
+        native: None,
+        partial: false,
     }
 }
 

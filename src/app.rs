@@ -10,7 +10,10 @@ use crate::process::Processor;
 use crate::queue::Queue;
 use crate::roles::RoleResolver;
 use crate::store::{self, Store};
+use crate::ingest::jira::JiraFields;
+use crate::process::Trackers;
 use crate::tracker::github::GithubTracker;
+use crate::tracker::jira::JiraTracker;
 use crate::tracker::{RetryPolicy, Tracker};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -58,15 +61,31 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
     let reloader = Reloader::new(settings.policies.clone(), calendar.clone(), policies.clone());
 
     let dry_run = settings.effective_dry_run();
-    let tracker: Option<Arc<dyn Tracker>> = match (&settings.github.token, dry_run) {
-        (Some(token), false) => {
-            Some(Arc::new(GithubTracker::new(&settings.github.api_url, token, RetryPolicy::default())?))
+    let mut trackers = Trackers::default();
+    if let (Some(token), false) = (&settings.github.token, settings.dry_run) {
+        let github: Arc<dyn Tracker> = Arc::new(GithubTracker::new(&settings.github.api_url, token, RetryPolicy::default())?);
+        trackers.github = Some(github);
+    }
+    let mut jira_fields = JiraFields::resolve(settings.jira.mapping.clone(), &[], None).0;
+    if settings.jira_writes() && !settings.dry_run {
+        let jira = JiraTracker::connect(&settings.jira, RetryPolicy::default()).await.context("connecting to Jira")?;
+        jira_fields = (*jira.fields()).clone();
+        trackers.jira = Some(Arc::new(jira));
+    } else {
+        let by_name: Vec<&String> = settings.jira.mapping.fields.values().filter(|n| !n.starts_with("customfield_")).collect();
+        if settings.jira.base_url.is_some() && !by_name.is_empty() {
+            tracing::warn!(fields = ?by_name, "without Jira credentials these custom field names cannot be resolved: map them by id (customfield_...) to read them");
         }
-        _ => None,
-    };
+    }
     if dry_run {
         let why = if settings.dry_run { "ROLLGATE_DRY_RUN is on" } else { "no tracker credentials are set" };
         tracing::warn!("DRY RUN ({why}): decisions are recorded, nothing is applied to any tracker");
+    } else {
+        for (name, missing) in [("GitHub", trackers.github.is_none()), ("Jira", trackers.jira.is_none())] {
+            if missing {
+                tracing::info!("no {name} credentials: {name} events are decided and recorded (dry run), nothing is applied there");
+            }
+        }
     }
     if settings.github.webhook_secrets.is_empty() {
         tracing::warn!("no GitHub webhook secret (ROLLGATE_GITHUB_WEBHOOK_SECRET): every GitHub delivery will be refused with 401");
@@ -77,8 +96,8 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
     let processor = Arc::new(Processor {
         store: store.clone(),
         policies: policies.clone(),
-        roles: RoleResolver::new(&settings.roles, tracker.clone()),
-        tracker,
+        roles: RoleResolver::new(&settings.roles, trackers.github.clone()),
+        trackers,
         config: policy_config(&settings),
         clock: clock.clone(),
     });
@@ -100,6 +119,8 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
         clock,
         wake,
         github_secrets: Arc::new(settings.github.webhook_secrets.clone()),
+        jira_secret: settings.jira.webhook_secret.clone(),
+        jira_fields: Arc::new(jira_fields),
         admin_token: settings.admin_token.clone(),
         reloader,
         dry_run,

@@ -28,6 +28,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub wake: Arc<Notify>,
     pub github_secrets: Arc<Vec<Secret>>,
+    pub jira_secret: Option<Secret>,
+    pub jira_fields: Arc<crate::ingest::jira::JiraFields>,
     pub admin_token: Option<Secret>,
     pub reloader: Arc<Reloader>,
     pub dry_run: bool,
@@ -36,6 +38,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/webhooks/github", post(webhook::github))
+        .route("/webhooks/jira", post(webhook::jira))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/admin/reload", post(admin::reload))

@@ -1,8 +1,9 @@
-//! POST /webhooks/github. The signature is checked in an extractor, before the body is parsed;
-//! a delivery is stored before it is acknowledged.
+//! POST /webhooks/github and /webhooks/jira. The signature is checked in an extractor, before
+//! the body is parsed; a delivery is stored before it is acknowledged.
 
 use super::AppState;
-use crate::ingest::{github, signature, Parsed};
+use crate::ingest::{github, jira, signature, Parsed};
+use crate::model::Event;
 use crate::model::DeliveryId;
 use crate::store::Inserted;
 use axum::body::Bytes;
@@ -59,29 +60,77 @@ pub async fn github(axum::extract::State(state): axum::extract::State<AppState>,
             return refuse(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
+    answer(&state, parsed, &d.delivery).await
+}
+
+/// Stores an event (or says why not) and answers: the same rules for every tracker.
+async fn answer(state: &AppState, parsed: Parsed, delivery: &DeliveryId) -> Response {
     match parsed {
         Parsed::Ping => reply(StatusCode::OK, json!({ "status": "pong" })),
         Parsed::Ignored(kind) => {
-            tracing::debug!(delivery = %d.delivery, kind, "ignored GitHub delivery");
+            tracing::debug!(delivery = %delivery, kind, "ignored delivery");
             reply(StatusCode::ACCEPTED, json!({ "status": "ignored", "event": kind }))
         }
-        Parsed::Event(event) => match state.store.enqueue(&event).await {
-            Ok(inserted) => {
-                let status = match inserted {
-                    Inserted::Queued => {
-                        state.wake.notify_one();
-                        "queued"
-                    }
-                    Inserted::Duplicate => "duplicate",
-                };
-                tracing::info!(delivery = %event.delivery, issue = %event.issue.key.short(), kind = %event.kind, status, "GitHub delivery");
-                reply(StatusCode::ACCEPTED, json!({ "status": status, "delivery": event.delivery }))
+        Parsed::Event(event) => enqueue(state, &event).await,
+    }
+}
+
+async fn enqueue(state: &AppState, event: &Event) -> Response {
+    match state.store.enqueue(event).await {
+        Ok(inserted) => {
+            let status = match inserted {
+                Inserted::Queued => {
+                    state.wake.notify_one();
+                    "queued"
+                }
+                Inserted::Duplicate => "duplicate",
+            };
+            tracing::info!(tracker = %event.tracker(), delivery = %event.delivery, issue = %event.issue.key.short(), kind = %event.kind, status, "delivery");
+            reply(StatusCode::ACCEPTED, json!({ "status": status, "delivery": event.delivery }))
+        }
+        Err(e) => {
+            // Not stored, so not acknowledged: the tracker shows the failure and can redeliver.
+            tracing::error!(delivery = %event.delivery, error = %format!("{e:#}"), "could not store a delivery");
+            refuse(StatusCode::SERVICE_UNAVAILABLE, "could not store the delivery; redeliver it")
+        }
+    }
+}
+
+/// A Jira delivery: signed (X-Hub-Signature) when a secret is configured, which Jira admin
+/// webhooks support; Jira retries under the same X-Atlassian-Webhook-Identifier.
+pub struct SignedJira {
+    delivery: DeliveryId,
+    body: Bytes,
+}
+
+impl FromRequest<AppState> for SignedJira {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let headers: HeaderMap = req.headers().clone();
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let body = Bytes::from_request(req, state).await.map_err(IntoResponse::into_response)?;
+        if let Some(secret) = &state.jira_secret {
+            if !signature::verify(std::slice::from_ref(secret), &body, header("x-hub-signature").as_deref()) {
+                tracing::warn!("Jira delivery with a missing or wrong signature");
+                return Err(refuse(StatusCode::UNAUTHORIZED, "missing or wrong X-Hub-Signature"));
             }
-            Err(e) => {
-                // Not stored, so not acknowledged: GitHub shows the failure and it can be redelivered.
-                tracing::error!(delivery = %event.delivery, error = %format!("{e:#}"), "could not store a delivery");
-                refuse(StatusCode::SERVICE_UNAVAILABLE, "could not store the delivery; redeliver it")
-            }
-        },
+        }
+        // Data Center may send no identifier: the body's hash dedupes an identical retry.
+        let delivery = header("x-atlassian-webhook-identifier")
+            .filter(|d| !d.is_empty() && d.len() <= 128)
+            .unwrap_or_else(|| format!("sha256-{}", &crate::plan::body_hash(&String::from_utf8_lossy(&body))));
+        Ok(SignedJira { delivery: DeliveryId(delivery), body })
+    }
+}
+
+pub async fn jira(axum::extract::State(state): axum::extract::State<AppState>, d: SignedJira) -> Response {
+    let received_at = state.clock.now();
+    match jira::parse(&d.body, d.delivery.clone(), received_at, &state.jira_fields) {
+        Ok(parsed) => answer(&state, parsed, &d.delivery).await,
+        Err(e) => {
+            tracing::info!(delivery = %d.delivery, reason = %e, "unparseable Jira delivery");
+            refuse(StatusCode::BAD_REQUEST, e.to_string())
+        }
     }
 }

@@ -113,6 +113,8 @@ impl RawIssue {
             created_at: self.created_at,
             updated_at: self.updated_at,
             closed_at: self.closed_at,
+            native: None,
+            partial: false,
         }
     }
 }

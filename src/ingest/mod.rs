@@ -1,6 +1,7 @@
 //! The HTTP edge per tracker: check the signature, turn the payload into our `Event`.
 
 pub mod github;
+pub mod jira;
 pub mod signature;
 
 /// What a delivery turned out to be, before anything is stored.

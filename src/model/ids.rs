@@ -44,6 +44,11 @@ impl IssueKey {
         IssueKey { tracker: TrackerKind::Github, project: repo.into(), number }
     }
 
+    /// `PROJ-12`.
+    pub fn jira(project: impl Into<String>, number: u64) -> Self {
+        IssueKey { tracker: TrackerKind::Jira, project: project.into(), number }
+    }
+
     pub fn tracker(&self) -> TrackerKind {
         self.tracker
     }

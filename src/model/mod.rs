@@ -3,10 +3,20 @@
 
 mod ids;
 
-pub use ids::{CommentId, DeliveryId, IssueKey, PolicyVersion, TrackerKind};
+pub use ids::{BadIssueKey, CommentId, DeliveryId, IssueKey, PolicyVersion, TrackerKind};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Playbook fields a tracker holds natively (Jira's issue type, status and custom fields),
+/// already translated to normalized values by the tracker's mapping. GitHub holds them as
+/// labels instead, so its snapshots have none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NativeFields {
+    pub fields: BTreeMap<String, String>,
+    pub flags: BTreeSet<String>,
+}
 
 /// Who caused a change. `is_bot` comes from the tracker (GitHub's `sender.type == "Bot"`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +48,12 @@ pub struct IssueSnapshot {
     pub updated_at: DateTime<Utc>,
     #[serde(default)]
     pub closed_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native: Option<NativeFields>,
+    /// The delivery carried only part of the issue (Jira's comment events): keep the stored
+    /// view rather than this.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 impl IssueSnapshot {

@@ -129,6 +129,8 @@ mod tests {
             created_at: Utc::now(),
             updated_at: Utc::now(),
             closed_at: None,
+            native: None,
+            partial: false,
         }
     }
 

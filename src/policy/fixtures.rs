@@ -184,6 +184,8 @@ fn snapshot(labels: &[String], open: bool, f: &Fixture) -> IssueSnapshot {
         created_at: f.now,
         updated_at: f.now,
         closed_at: (!open).then_some(f.now),
+        native: None,
+        partial: false,
     }
 }
 

@@ -35,6 +35,8 @@ fn event() -> Event {
             created_at: now,
             updated_at: now,
             closed_at: None,
+            native: None,
+            partial: false,
         },
         actor: Actor { login: "a".into(), is_bot: false },
         label: None,

@@ -100,6 +100,39 @@ impl Vocabulary {
         self.flags.get(flag).map(String::as_str)
     }
 
+    /// The (field, value) a label stands for.
+    pub fn field_of(&self, label: &str) -> Option<(&str, &str)> {
+        match self.by_label.get(label)? {
+            Meaning::Field { field, value } => Some((field, value)),
+            Meaning::Flag(_) => None,
+        }
+    }
+
+    /// The flag a label stands for.
+    pub fn flag_of(&self, label: &str) -> Option<&str> {
+        match self.by_label.get(label)? {
+            Meaning::Flag(flag) => Some(flag),
+            Meaning::Field { .. } => None,
+        }
+    }
+
+    /// A tracker that holds fields natively (Jira) seen as labels, so rules and planner work
+    /// the same: the vocabulary labels of its fields and flags, plus its own other labels.
+    pub fn express(&self, native: &crate::model::NativeFields, labels: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = labels.iter().filter(|l| !self.by_label.contains_key(*l)).cloned().collect();
+        for (field, value) in &native.fields {
+            if let Some(l) = self.field_label(field, value) {
+                out.push(l.to_string());
+            }
+        }
+        for flag in &native.flags {
+            if let Some(l) = self.flag_label(flag) {
+                out.push(l.to_string());
+            }
+        }
+        out
+    }
+
     /// Reads labels into fields and flags. When a field carries several labels, the one the
     /// event just added wins (`fresh`), else the first in vocabulary order.
     pub fn normalize(&self, labels: &[String], fresh: Option<&str>) -> Normalized {
@@ -130,6 +163,13 @@ impl Vocabulary {
             n.fields.insert(field.to_string(), chosen.to_string());
         }
         n
+    }
+}
+
+impl Normalized {
+    /// The native fields these labels stand for (after effects on a Jira issue).
+    pub fn to_native(&self) -> crate::model::NativeFields {
+        crate::model::NativeFields { fields: self.fields.clone(), flags: self.flags.clone() }
     }
 }
 

@@ -2,7 +2,37 @@
 
 use crate::model::{CommentId, IssueSnapshot};
 use crate::plan::{marker, Effect};
-use crate::tracker::{Tracker, TrackerError};
+use crate::policy::vocabulary::Vocabulary;
+use crate::tracker::{FieldUpdate, Tracker, TrackerError};
+
+/// The label effects of a plan as one field update, for a tracker that holds fields natively.
+pub fn field_update(effects: &[Effect], vocab: &Vocabulary) -> FieldUpdate {
+    let mut u = FieldUpdate::default();
+    let mut set_fields = std::collections::BTreeMap::new();
+    for e in effects {
+        let (labels, on): (Vec<&String>, bool) = match e {
+            Effect::AddLabels { labels } => (labels.iter().collect(), true),
+            Effect::RemoveLabel { label } => (vec![label], false),
+            _ => continue,
+        };
+        for label in labels {
+            if let Some((field, value)) = vocab.field_of(label) {
+                if on {
+                    set_fields.insert(field.to_string(), Some(value.to_string()));
+                } else {
+                    // Removing the old value of a field that gets a new one is the same change.
+                    set_fields.entry(field.to_string()).or_insert(None);
+                }
+            } else if let Some(flag) = vocab.flag_of(label) {
+                u.flags.push((flag.to_string(), on));
+            } else {
+                u.labels.push((label.clone(), on));
+            }
+        }
+    }
+    u.set = set_fields.into_iter().collect();
+    u
+}
 
 /// Applies one effect. Returns what happened and, for comments, the comment's id.
 pub async fn apply(
@@ -12,6 +42,8 @@ pub async fn apply(
 ) -> Result<(&'static str, Option<CommentId>), TrackerError> {
     let key = &issue.key;
     match effect {
+        // Applied as one field update before (`field_update`).
+        Effect::AddLabels { .. } | Effect::RemoveLabel { .. } if tracker.holds_fields() => Ok(("applied", None)),
         Effect::AddLabels { labels } => tracker.add_labels(key, labels).await.map(|_| ("applied", None)),
         Effect::RemoveLabel { label } => tracker.remove_label(key, label).await.map(|_| ("applied", None)),
         Effect::SetOpen { open } => tracker.set_open(key, *open, None).await.map(|_| ("applied", None)),

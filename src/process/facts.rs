@@ -68,7 +68,10 @@ pub fn gather(
     };
     let Some(comment) = &event.comment else { return (facts, None) };
     let mut followed = None;
-    if let Some(tag) = boxes::marker_tag(&comment.body) {
+    // A bot comment is known by its marker (GitHub) or by the id the store holds for it
+    // (Jira, where the marker is a comment property the webhook does not carry).
+    let known_tag = bot_comments.iter().find(|(_, c)| c.id == comment.id).map(|(t, _)| t.as_str());
+    if let Some(tag) = boxes::marker_tag(&comment.body).or(known_tag) {
         // One of the bot's comments. Only an edit by someone matters: its ticked boxes.
         facts.comment_tag = Some(tag.to_string());
         if event.kind.ends_with(".edited") {
@@ -115,6 +118,8 @@ pub fn gather(
 pub fn merge(stored: Option<&IssueSnapshot>, event: &Event) -> IssueSnapshot {
     let mut view = match stored {
         Some(s) if s.updated_at > event.issue.updated_at => s.clone(),
+        // A partial snapshot (Jira comment events) never replaces a full one.
+        Some(s) if event.issue.partial => s.clone(),
         _ => event.issue.clone(),
     };
     match (event.kind.as_str(), &event.label) {

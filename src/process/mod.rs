@@ -26,11 +26,27 @@ pub const BOT: &str = "rollgate";
 /// Decisions `/explain` shows.
 const RECENT_FOR_EXPLAIN: usize = 10;
 
+#[derive(Default, Clone)]
+pub struct Trackers {
+    pub github: Option<Arc<dyn Tracker>>,
+    pub jira: Option<Arc<dyn Tracker>>,
+}
+
+impl Trackers {
+    pub fn for_issue(&self, key: &crate::model::IssueKey) -> Option<&Arc<dyn Tracker>> {
+        match key.tracker() {
+            crate::model::TrackerKind::Github => self.github.as_ref(),
+            crate::model::TrackerKind::Jira => self.jira.as_ref(),
+        }
+    }
+}
+
 pub struct Processor {
     pub store: Arc<dyn Store>,
     pub policies: PolicyHandle,
-    /// `None` in dry run: decide and record, apply nothing.
-    pub tracker: Option<Arc<dyn Tracker>>,
+    /// The trackers changes can be applied to; an issue whose tracker is missing here is
+    /// processed in dry run: decided and recorded, nothing applied.
+    pub trackers: Trackers,
     pub roles: RoleResolver,
     pub config: PolicyConfig,
     pub clock: Arc<dyn Clock>,
@@ -83,8 +99,14 @@ impl<'e> Prepared<'e> {
         bot_comments: &BTreeMap<String, BotComment>,
     ) -> Self {
         let vocab = &policies.vocabulary;
-        let view = facts::merge(stored, event);
-        let before = stored.map(|s| (vocab.normalize(&s.labels, None), s.open));
+        let mut view = facts::merge(stored, event);
+        if let Some(native) = &view.native {
+            view.labels = vocab.express(native, &view.labels);
+        }
+        let before = stored.map(|s| {
+            let labels = s.native.as_ref().map(|n| vocab.express(n, &s.labels)).unwrap_or_else(|| s.labels.clone());
+            (vocab.normalize(&labels, None), s.open)
+        });
         let normalized = vocab.normalize(&view.labels, event.label.as_deref());
         let before_ref = before.as_ref().map(|(n, open)| (n, *open));
         let tracker_changes =
@@ -156,11 +178,22 @@ impl Processor {
         let key = &event.issue.key;
         let vocab = &policies.vocabulary;
 
+        let tracker = self.trackers.for_issue(key).cloned();
         let state = self.store.issue_state(key).await?;
-        let (stored, mut bot_comments) = match state {
+        let (mut stored, mut bot_comments) = match state {
             Some(s) => (Some(s.snapshot), s.bot_comments),
             None => (None, Default::default()),
         };
+        if event.kind == "issues.deleted" {
+            return self.record_deleted(item, policies, stored).await;
+        }
+        if stored.is_none() && event.issue.partial {
+            // The delivery does not carry the issue (a Jira comment) and we have never seen
+            // it: the one read the payload cannot answer.
+            if let Some(t) = &tracker {
+                stored = Some(t.get_issue(key).await?);
+            }
+        }
         let mut prepared = Prepared::new(policies, event, stored.as_ref(), &bot_comments);
         let mut comment_updates = Vec::new();
         if let Some((tag, comment)) = prepared.followed.take() {
@@ -189,9 +222,12 @@ impl Processor {
         // A revert is destructive: plan it against the issue as the tracker holds it now, not
         // against a snapshot that may be older than a change made since.
         let mut planned_on = normalized.clone();
-        if let (false, Some(tracker)) = (decision.blocks.is_empty(), &self.tracker) {
+        if let (false, Some(tracker)) = (decision.blocks.is_empty(), &tracker) {
             let fresh = tracker.get_issue(key).await?;
-            view.labels = fresh.labels;
+            view.labels = match &fresh.native {
+                Some(n) => vocab.express(n, &fresh.labels),
+                None => fresh.labels,
+            };
             view.open = fresh.open;
             planned_on = vocab.normalize(&view.labels, None);
         }
@@ -200,8 +236,15 @@ impl Processor {
 
         let apply_started = Instant::now();
         let mut applied = Vec::with_capacity(effects.len());
+        if let Some(t) = tracker.as_ref().filter(|t| t.holds_fields()) {
+            // Jira: every label effect becomes one field update (and a transition for status).
+            let update = apply::field_update(&effects, vocab);
+            if !update.is_empty() {
+                t.update_fields(key, &update).await?;
+            }
+        }
         for effect in effects {
-            let Some(tracker) = &self.tracker else {
+            let Some(tracker) = &tracker else {
                 applied.push(Applied { effect, result: "dry-run", comment_id: None });
                 continue;
             };
@@ -231,6 +274,9 @@ impl Processor {
         let apply_ms = apply_started.elapsed().as_millis() as u64;
 
         let after = vocab.normalize(&view.labels, None);
+        if view.native.is_some() {
+            view.native = Some(after.to_native());
+        }
         let now = self.clock.now();
         let (ref n, open) = view_before_effects;
         new_history.extend(facts::changes(Some((n, open)), &after, view.open, BOT, now, Source::Rollgate));
@@ -250,7 +296,7 @@ impl Processor {
             policy_version: policies.version.to_string(),
             decision: serde_json::to_value(&decision).map_err(anyhow::Error::from)?,
             effects: serde_json::to_value(&applied).map_err(anyhow::Error::from)?,
-            dry_run: self.tracker.is_none(),
+            dry_run: tracker.is_none(),
             attempt: item.attempts + 1,
             eval_us,
             apply_ms,
@@ -260,6 +306,37 @@ impl Processor {
         self.store
             .complete(Completion { inbox_id: item.id, snapshot: view, bot_comments: comment_updates, history: new_history, audit })
             .await?;
+        Ok(())
+    }
+
+    /// The tracker deleted the issue: record it; there is nothing left to decide or apply.
+    async fn record_deleted(&self, item: &InboxItem, policies: &PolicySet, stored: Option<IssueSnapshot>) -> Result<(), Failure> {
+        let event = &item.event;
+        let now = self.clock.now();
+        let history = vec![HistoryEntry {
+            at: event.occurred_at,
+            field: "state".into(),
+            from: Some("open".into()),
+            to: Some("deleted".into()),
+            actor: event.actor.login.clone(),
+            source: Source::Tracker,
+        }];
+        let audit = AuditRecord {
+            delivery: event.delivery.to_string(),
+            issue_key: event.issue.key.to_string(),
+            kind: event.kind.clone(),
+            policy_version: policies.version.to_string(),
+            decision: serde_json::json!({ "why": ["the issue was deleted on the tracker"] }),
+            effects: serde_json::json!([]),
+            dry_run: false,
+            attempt: item.attempts + 1,
+            eval_us: 0,
+            apply_ms: 0,
+            total_ms: 0,
+            processed_at: now,
+        };
+        let snapshot = stored.unwrap_or_else(|| event.issue.clone());
+        self.store.complete(Completion { inbox_id: item.id, snapshot, bot_comments: Vec::new(), history, audit }).await?;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! Talking to trackers. Domain code never calls an API; it hands effects to a `Tracker`.
 
 pub mod github;
+pub mod jira;
 mod retry;
 
 pub use retry::RetryPolicy;
@@ -48,6 +49,23 @@ impl TrackerError {
 
 pub type TrackerResult<T> = Result<T, TrackerError>;
 
+/// Field, flag and label changes for a tracker that holds playbook fields natively (Jira).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FieldUpdate {
+    /// Normalized field -> new value (None clears it). `status` is a workflow transition.
+    pub set: Vec<(String, Option<String>)>,
+    /// Flag -> on/off.
+    pub flags: Vec<(String, bool)>,
+    /// Labels that are neither: added (true) or removed.
+    pub labels: Vec<(String, bool)>,
+}
+
+impl FieldUpdate {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.flags.is_empty() && self.labels.is_empty()
+    }
+}
+
 #[async_trait]
 pub trait Tracker: Send + Sync + 'static {
     async fn get_issue(&self, issue: &IssueKey) -> TrackerResult<IssueSnapshot>;
@@ -61,6 +79,16 @@ pub trait Tracker: Send + Sync + 'static {
     async fn set_open(&self, issue: &IssueKey, open: bool, reason: Option<&str>) -> TrackerResult<()>;
     /// Whether `login` is an active member of team `team` in organisation `org`.
     async fn is_team_member(&self, org: &str, team: &str, login: &str) -> TrackerResult<bool>;
+    /// Whether playbook fields are native fields here (Jira) rather than labels (GitHub).
+    fn holds_fields(&self) -> bool {
+        false
+    }
+
+    /// Applies field changes in one go (Jira). Trackers that hold fields as labels never get one.
+    async fn update_fields(&self, _issue: &IssueKey, _update: &FieldUpdate) -> TrackerResult<()> {
+        Err(TrackerError::Rejected("this tracker holds playbook fields as labels".into()))
+    }
+
     /// Files a new issue in `project` (`owner/repo`); returns its key.
     async fn create_issue(
         &self,

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
 pub mod fake_github;
+pub mod fake_jira;
 
 use fake_github::FakeGithub;
 use rollgate::app::Running;

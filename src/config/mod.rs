@@ -1,6 +1,10 @@
 //! One `Settings`: `rollgate.toml` first, then `ROLLGATE_*` variables, which win.
 //! Secrets live in `Secret`, whose Debug and Display never show the value.
 
+mod jira;
+
+pub use jira::JiraMapping;
+
 use anyhow::{bail, Context};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -62,6 +66,14 @@ pub struct JiraSettings {
     pub email: Option<String>,
     pub api_token: Option<Secret>,
     pub webhook_secret: Option<Secret>,
+    pub mapping: JiraMapping,
+}
+
+impl JiraSettings {
+    /// Cloud (email + API token) speaks REST v3 and ADF; Data Center (a PAT alone) REST v2.
+    pub fn api_version(&self) -> u8 {
+        if self.email.is_some() { 3 } else { 2 }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -110,7 +122,12 @@ impl Settings {
 
     /// Dry run when asked, and whenever there is no tracker credential to apply anything with.
     pub fn effective_dry_run(&self) -> bool {
-        self.dry_run || self.github.token.is_none()
+        self.dry_run || (self.github.token.is_none() && !self.jira_writes())
+    }
+
+    /// Whether Jira changes can be applied (a base URL and a token).
+    pub fn jira_writes(&self) -> bool {
+        self.jira.base_url.is_some() && self.jira.api_token.is_some()
     }
 
     /// Reads `path` when given (it must exist), else `./rollgate.toml` when present, then the
@@ -180,6 +197,9 @@ impl Settings {
             self.jira.email = j.email.or(self.jira.email.take());
             self.jira.api_token = j.api_token.or(self.jira.api_token.take());
             self.jira.webhook_secret = j.webhook_secret.or(self.jira.webhook_secret.take());
+            if let Some(m) = j.mapping {
+                self.jira.mapping = m;
+            }
         }
         if let Some(r) = f.roles {
             self.roles.pm = r.pm.unwrap_or_default();
@@ -283,6 +303,11 @@ impl Settings {
             bail!("queue max_attempts must be at least 1");
         }
         self.calendar()?;
+        if let Some(url) = &self.jira.base_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("Jira base URL {url:?} must start with http:// or https://");
+            }
+        }
         if !(self.github.api_url.starts_with("http://") || self.github.api_url.starts_with("https://")) {
             bail!("GitHub API URL {:?} must start with http:// or https://", self.github.api_url);
         }
@@ -401,6 +426,7 @@ struct FileJira {
     email: Option<String>,
     api_token: Option<Secret>,
     webhook_secret: Option<Secret>,
+    mapping: Option<JiraMapping>,
 }
 
 #[derive(Deserialize)]

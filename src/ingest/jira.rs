@@ -1,0 +1,232 @@
+//! Jira webhook payloads (v2 format, Cloud and Data Center) to `Event`. Jira's own fields are
+//! read through the configured mapping into normalized values, so the same policies serve Jira.
+//! Event kinds reuse GitHub's names (`issues.opened`, `issue_comment.created`, ...) so a rule
+//! written once reads both trackers.
+
+use super::{ParseError, Parsed};
+use crate::config::JiraMapping;
+use crate::model::{Actor, CommentId, CommentRef, DeliveryId, Event, IssueKey, IssueSnapshot, NativeFields};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// The mapping with custom field names resolved to ids (`customfield_10020`), as payloads
+/// key them.
+#[derive(Debug, Clone, Default)]
+pub struct JiraFields {
+    pub mapping: JiraMapping,
+    /// Normalized field -> custom field id.
+    pub ids: BTreeMap<String, String>,
+    pub clients_id: Option<String>,
+    /// The bot's own account (its comments are not commands).
+    pub bot_account: Option<String>,
+}
+
+impl JiraFields {
+    /// Resolves names against Jira's field list (id, name); ids are kept as they are.
+    pub fn resolve(mapping: JiraMapping, field_list: &[(String, String)], bot_account: Option<String>) -> (Self, Vec<String>) {
+        let mut missing = Vec::new();
+        let mut find = |name: &str| -> Option<String> {
+            if name.starts_with("customfield_") {
+                return Some(name.to_string());
+            }
+            let id = field_list.iter().find(|(_, n)| n.eq_ignore_ascii_case(name)).map(|(id, _)| id.clone());
+            if id.is_none() {
+                missing.push(name.to_string());
+            }
+            id
+        };
+        let ids = mapping.fields.iter().filter_map(|(f, name)| find(name).map(|id| (f.clone(), id))).collect();
+        let clients_id = mapping.clients_field.as_deref().and_then(&mut find);
+        (JiraFields { mapping, ids, clients_id, bot_account }, missing)
+    }
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    #[serde(rename = "webhookEvent")]
+    webhook_event: String,
+    #[serde(default)]
+    timestamp: Option<i64>,
+    #[serde(default)]
+    user: Option<User>,
+    issue: RawIssue,
+    #[serde(default)]
+    comment: Option<RawComment>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RawIssue {
+    key: String,
+    #[serde(rename = "self", default)]
+    self_url: Option<String>,
+    #[serde(default)]
+    fields: serde_json::Map<String, Value>,
+}
+
+#[derive(Deserialize, Clone)]
+struct User {
+    #[serde(rename = "accountId", default)]
+    account_id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+impl User {
+    fn login(&self) -> String {
+        self.account_id.clone().or_else(|| self.name.clone()).unwrap_or_default()
+    }
+}
+
+#[derive(Deserialize)]
+struct RawComment {
+    id: String,
+    #[serde(default)]
+    body: Value,
+    #[serde(default)]
+    author: Option<User>,
+    #[serde(rename = "updateAuthor", default)]
+    update_author: Option<User>,
+}
+
+fn json_error(e: serde_json::Error) -> ParseError {
+    let msg: String = e.to_string().chars().take(200).collect();
+    ParseError(format!("unreadable payload: {msg}"))
+}
+
+/// Jira writes `2019-02-15T19:01:52.971-0800` (no colon in the offset).
+pub fn jira_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.3f%z")
+        .or_else(|_| DateTime::parse_from_rfc3339(s))
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+pub fn parse(
+    body: &[u8],
+    delivery: DeliveryId,
+    received_at: DateTime<Utc>,
+    fields: &JiraFields,
+) -> Result<Parsed, ParseError> {
+    let p: Payload = serde_json::from_slice(body).map_err(json_error)?;
+    let kind = match p.webhook_event.as_str() {
+        "jira:issue_created" => "issues.opened",
+        "jira:issue_updated" => "issues.edited",
+        "jira:issue_deleted" => "issues.deleted",
+        "comment_created" => "issue_comment.created",
+        "comment_updated" => "issue_comment.edited",
+        other => return Ok(Parsed::Ignored(other.to_string())),
+    };
+    // The delivery's timestamp is when Jira says the change happened (DESIGN.md).
+    let occurred_at = p.timestamp.and_then(DateTime::from_timestamp_millis).unwrap_or(received_at);
+    let issue = snapshot(p.issue, fields, occurred_at)?;
+    let comment_user = p.comment.as_ref().and_then(|c| c.update_author.clone().or(c.author.clone()));
+    let actor_user = p.user.or(comment_user);
+    let login = actor_user.as_ref().map(User::login).unwrap_or_default();
+    let is_bot = fields.bot_account.as_deref().is_some_and(|b| b == login);
+    let comment = p.comment.map(|c| {
+        let author = c.author.as_ref().map(User::login).unwrap_or_default();
+        CommentRef {
+            id: CommentId(c.id.parse().unwrap_or(0)),
+            body: crate::tracker::jira::markup::plain_text(&c.body),
+            author: Actor { is_bot: fields.bot_account.as_deref() == Some(author.as_str()), login: author },
+            previous_body: None,
+        }
+    });
+    Ok(Parsed::Event(Box::new(Event {
+        delivery,
+        kind: kind.to_string(),
+        issue,
+        actor: Actor { login, is_bot },
+        label: None,
+        comment,
+        occurred_at,
+        received_at,
+        installation: None,
+    })))
+}
+
+/// A Jira issue (webhook or REST) as a snapshot with native, normalized fields.
+pub(crate) fn snapshot(raw: RawIssue, fields: &JiraFields, fallback_time: DateTime<Utc>) -> Result<IssueSnapshot, ParseError> {
+    let (project, number) = raw
+        .key
+        .rsplit_once('-')
+        .and_then(|(p, n)| n.parse::<u64>().ok().map(|n| (p.to_string(), n)))
+        .ok_or_else(|| ParseError(format!("issue key {:?} is not PROJECT-NUMBER", raw.key)))?;
+    let f = &raw.fields;
+    let m = &fields.mapping;
+    let text = |v: Option<&Value>| v.map(value_text).unwrap_or_default();
+    let mut native = NativeFields::default();
+    let type_name = f.get("issuetype").and_then(|t| t.get("name")).and_then(Value::as_str);
+    if let Some(t) = type_name.and_then(|n| m.issue_types.get(n)) {
+        native.fields.insert("type".into(), t.clone());
+    }
+    let status_name = f.get("status").and_then(|s| s.get("name")).and_then(Value::as_str);
+    if let Some(s) = status_name.and_then(|n| m.statuses.get(n)) {
+        native.fields.insert("status".into(), s.clone());
+    }
+    for (field, id) in &fields.ids {
+        let v = text(f.get(id));
+        if !v.is_empty() {
+            native.fields.insert(field.clone(), m.to_value(field, &v));
+        }
+    }
+    let mut labels = Vec::new();
+    for l in f.get("labels").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+        match m.flags.iter().find(|(_, label)| *label == l) {
+            Some((flag, _)) => {
+                native.flags.insert(flag.clone());
+            }
+            None => labels.push(l.to_string()),
+        }
+    }
+    let mut body = text(f.get("description"));
+    if let Some(clients) = fields.clients_id.as_ref().map(|id| text(f.get(id))).filter(|c| !c.is_empty()) {
+        // Policies read affected clients from an issue form's "### Affected clients" section.
+        body.push_str(&format!("\n\n### Affected clients\n\n{clients}\n"));
+    }
+    let origin = raw.self_url.as_deref().and_then(|u| u.find("/rest/").map(|i| u[..i].to_string())).unwrap_or_default();
+    let time = |k: &str| f.get(k).and_then(Value::as_str).and_then(jira_time);
+    let updated_at = time("updated").unwrap_or(fallback_time);
+    Ok(IssueSnapshot {
+        key: IssueKey::jira(project, number),
+        title: text(f.get("summary")),
+        body,
+        url: format!("{origin}/browse/{}", raw.key),
+        // Open and closed are GitHub's; on Jira the status field says everything.
+        open: true,
+        state_reason: None,
+        author: f.get("reporter").and_then(|r| r.get("accountId").or(r.get("name"))).and_then(Value::as_str).unwrap_or("").to_string(),
+        labels,
+        assignees: f
+            .get("assignee")
+            .and_then(|a| a.get("accountId").or(a.get("name")))
+            .and_then(Value::as_str)
+            .map(|a| vec![a.to_string()])
+            .unwrap_or_default(),
+        created_at: time("created").unwrap_or(updated_at),
+        updated_at,
+        closed_at: None,
+        partial: status_name.is_none(),
+        native: Some(native),
+    })
+}
+
+/// The text of a field value: a string, a number, an option `{value}`, a user, a list of
+/// those (comma-joined), or an ADF document.
+pub fn value_text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Array(items) => items.iter().map(value_text).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(", "),
+        Value::Object(o) => {
+            if o.get("type").and_then(Value::as_str) == Some("doc") {
+                return crate::tracker::jira::markup::plain_text(v);
+            }
+            ["value", "name", "displayName"].iter().find_map(|k| o.get(*k).and_then(Value::as_str)).unwrap_or("").to_string()
+        }
+    }
+}
