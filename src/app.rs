@@ -122,6 +122,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
         jira_secret: settings.jira.webhook_secret.clone(),
         jira_fields: Arc::new(jira_fields),
         admin_token: settings.admin_token.clone(),
+        policy_config: policy_config(&settings),
         reloader,
         dry_run,
     };

@@ -27,6 +27,32 @@ fn every_shipped_fixture_passes() {
     }
 }
 
+#[test]
+fn every_fixture_decides_the_same_on_jira_as_on_github() {
+    use rollgate::policy::fixtures::{decide, As, Fixture};
+    let set = PolicySet::load(&pack(), Default::default()).unwrap();
+    let mut compared = 0;
+    for entry in std::fs::read_dir(pack().join("tests")).unwrap() {
+        let path = entry.unwrap().path();
+        let f: Fixture = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        // Open and closed are GitHub's: on Jira the status says it (a close is a transition).
+        if f.event.kind.starts_with("issues.closed") || f.event.kind.starts_with("issues.reopened") {
+            continue;
+        }
+        let (g, _, _) = decide(&set, &f, As::Github).unwrap();
+        let (j, _, _) = decide(&set, &f, As::Jira).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy();
+        assert_eq!(g.fields, j.fields, "{name}: fields");
+        assert_eq!(g.flags, j.flags, "{name}: flags");
+        assert_eq!(g.blocks, j.blocks, "{name}: blocks");
+        assert_eq!(g.records, j.records, "{name}: records");
+        assert_eq!(g.comments.keys().collect::<Vec<_>>(), j.comments.keys().collect::<Vec<_>>(), "{name}: comments");
+        assert_eq!(g.why, j.why, "{name}: why");
+        compared += 1;
+    }
+    assert!(compared >= 40, "only {compared} fixtures compared");
+}
+
 fn rollgate(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_rollgate")).args(args).env_clear().output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

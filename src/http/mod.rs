@@ -2,6 +2,7 @@
 //! happens in the queue, so acknowledgement never waits for a tracker.
 
 mod admin;
+mod api;
 mod webhook;
 
 use crate::clock::Clock;
@@ -31,6 +32,7 @@ pub struct AppState {
     pub jira_secret: Option<Secret>,
     pub jira_fields: Arc<crate::ingest::jira::JiraFields>,
     pub admin_token: Option<Secret>,
+    pub policy_config: crate::policy::PolicyConfig,
     pub reloader: Arc<Reloader>,
     pub dry_run: bool,
 }
@@ -42,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/admin/reload", post(admin::reload))
+        .route("/api/v1/evaluate", post(api::evaluate))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

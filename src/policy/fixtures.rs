@@ -170,32 +170,58 @@ pub fn run_file(policies: &PolicySet, file: &Path) -> Outcome {
     Outcome { file: file.to_path_buf(), name: fixture.name, failures }
 }
 
-fn snapshot(labels: &[String], open: bool, f: &Fixture) -> IssueSnapshot {
+/// Which tracker a fixture's issue lives on. On Jira its labels are carried as native fields
+/// (the vocabulary tells which), as the Jira adapter would read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum As {
+    Github,
+    Jira,
+}
+
+fn snapshot(labels: &[String], open: bool, f: &Fixture, on: As, vocab: &crate::policy::vocabulary::Vocabulary) -> IssueSnapshot {
+    let (key, labels, native) = match on {
+        As::Github => (IssueKey::github("fixture/repo", 1), labels.to_vec(), None),
+        As::Jira => {
+            let mut native = crate::model::NativeFields::default();
+            let mut other = Vec::new();
+            for l in labels {
+                if let Some((field, value)) = vocab.field_of(l) {
+                    native.fields.insert(field.to_string(), value.to_string());
+                } else if let Some(flag) = vocab.flag_of(l) {
+                    native.flags.insert(flag.to_string());
+                } else {
+                    other.push(l.clone());
+                }
+            }
+            (IssueKey::jira("PROJ", 1), other, Some(native))
+        }
+    };
     IssueSnapshot {
-        key: IssueKey::github("fixture/repo", 1),
+        key,
         title: f.issue.title.clone(),
         body: f.issue.body.clone(),
         url: "https://github.com/fixture/repo/issues/1".into(),
         open,
         state_reason: f.issue.state_reason.clone(),
         author: "someone".into(),
-        labels: labels.to_vec(),
+        labels,
         assignees: vec![],
         created_at: f.now,
         updated_at: f.now,
         closed_at: (!open).then_some(f.now),
-        native: None,
+        native,
         partial: false,
     }
 }
 
-/// Runs one fixture; returns what differs from its expectations.
-pub fn run(policies: &PolicySet, f: &Fixture) -> Result<Vec<String>, String> {
+/// Evaluates a fixture on one tracker: the decision and the planned effects.
+pub fn decide(policies: &PolicySet, f: &Fixture, on: As) -> Result<(crate::policy::decision::Decision, Vec<Effect>, IssueSnapshot), String> {
+    let vocab = &policies.vocabulary;
     let actor = Actor { login: f.event.actor.clone(), is_bot: f.event.bot };
     let event = Event {
         delivery: DeliveryId("fixture".into()),
         kind: f.event.kind.clone(),
-        issue: snapshot(&f.issue.labels, f.issue.open, f),
+        issue: snapshot(&f.issue.labels, f.issue.open, f, on, vocab),
         actor: actor.clone(),
         label: f.event.label.clone(),
         comment: f.event.comment.as_ref().map(|body| CommentRef {
@@ -208,7 +234,7 @@ pub fn run(policies: &PolicySet, f: &Fixture) -> Result<Vec<String>, String> {
         received_at: f.now,
         installation: None,
     };
-    let stored = f.before.as_ref().map(|b| snapshot(&b.labels, b.open, f));
+    let stored = f.before.as_ref().map(|b| snapshot(&b.labels, b.open, f, on, vocab));
     let bot_comments: BTreeMap<String, BotComment> = f
         .bot_comments
         .iter()
@@ -251,9 +277,15 @@ pub fn run(policies: &PolicySet, f: &Fixture) -> Result<Vec<String>, String> {
     history.extend(prepared.tracker_changes.iter().cloned());
     let decision = prepared.evaluate(policies, &history, &[], &config, f.now).map_err(|e| e.to_string())?;
     let effects = plan::plan(&prepared.view, &prepared.normalized, &decision, &policies.vocabulary, &bot_comments);
+    Ok((decision, effects, prepared.view))
+}
 
-    let mut labels: BTreeSet<String> = prepared.view.labels.iter().cloned().collect();
-    let mut open = prepared.view.open;
+/// Runs one fixture (on GitHub); returns what differs from its expectations.
+pub fn run(policies: &PolicySet, f: &Fixture) -> Result<Vec<String>, String> {
+    let (decision, effects, view) = decide(policies, f, As::Github)?;
+
+    let mut labels: BTreeSet<String> = view.labels.iter().cloned().collect();
+    let mut open = view.open;
     let mut comments: BTreeMap<String, String> = BTreeMap::new();
     for e in &effects {
         match e {

@@ -1,0 +1,148 @@
+//! POST /api/v1/evaluate: would this status change be allowed? A synchronous, dry evaluation
+//! for a Jira workflow validator (ScriptRunner, a Forge app, an Automation web request): the
+//! same rules as the worker, nothing stored, nothing applied.
+
+use super::AppState;
+use crate::model::{Actor, DeliveryId, Event, IssueKey, IssueSnapshot, NativeFields};
+use crate::process::Prepared;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateRequest {
+    /// `PROJ-12` / `owner/repo#12` (rollgate's stored view is used), or the issue itself.
+    issue: IssueRef,
+    /// The target status: a playbook value (`released`) or a Jira status name (`Released`).
+    to_status: String,
+    /// Who asks (Jira account id or GitHub login), for role rules.
+    #[serde(default)]
+    actor: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IssueRef {
+    Key(String),
+    Inline {
+        key: String,
+        #[serde(default)]
+        fields: BTreeMap<String, String>,
+        #[serde(default)]
+        flags: Vec<String>,
+    },
+}
+
+fn bad(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": msg.into() }))).into_response()
+}
+
+pub async fn evaluate(State(state): State<AppState>, Json(req): Json<EvaluateRequest>) -> Response {
+    let policies = state.policies.current();
+    let vocab = &policies.vocabulary;
+    let key_text = match &req.issue {
+        IssueRef::Key(k) | IssueRef::Inline { key: k, .. } => k.clone(),
+    };
+    let key: IssueKey = match key_text.parse() {
+        Ok(k) => k,
+        Err(e) => return bad(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let to = state
+        .jira_fields
+        .mapping
+        .statuses
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(&req.to_status))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| req.to_status.to_ascii_lowercase());
+    if vocab.field_label("status", &to).is_none() {
+        return bad(StatusCode::BAD_REQUEST, format!("{:?} is not a playbook status or a mapped Jira status", req.to_status));
+    }
+    let now = state.clock.now();
+    let stored = match state.store.issue_state(&key).await {
+        Ok(s) => s,
+        Err(e) => return bad(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e:#}")),
+    };
+    let (current, bot_comments) = match (&req.issue, stored) {
+        (IssueRef::Inline { fields, flags, .. }, _) => {
+            let native = NativeFields { fields: fields.clone(), flags: flags.iter().cloned().collect() };
+            (inline_snapshot(&key, native, now), Default::default())
+        }
+        (IssueRef::Key(_), Some(s)) => (s.snapshot, s.bot_comments),
+        (IssueRef::Key(_), None) => {
+            return bad(StatusCode::NOT_FOUND, format!("rollgate has not seen {}; send the issue's fields inline", key.short()))
+        }
+    };
+    // The proposed change, as the event the tracker would send for it.
+    let mut proposed = current.clone();
+    proposed.updated_at = current.updated_at + chrono::Duration::milliseconds(1);
+    match proposed.native.as_mut() {
+        Some(n) => {
+            n.fields.insert("status".into(), to.clone());
+        }
+        None => {
+            proposed.labels.retain(|l| vocab.field_of(l).is_none_or(|(f, _)| f != "status"));
+            proposed.labels.push(vocab.field_label("status", &to).unwrap_or_default().to_string());
+        }
+    }
+    let actor = req.actor.clone().unwrap_or_else(|| "validator".into());
+    let event = Event {
+        delivery: DeliveryId(format!("evaluate-{}", now.timestamp_millis())),
+        kind: "issues.edited".into(),
+        issue: proposed,
+        actor: Actor { login: actor.clone(), is_bot: false },
+        label: None,
+        comment: None,
+        occurred_at: now,
+        received_at: now,
+        installation: None,
+    };
+    let mut prepared = Prepared::new(&policies, &event, Some(&current), &bot_comments);
+    let roles = &state.policy_config.roles;
+    for (role, members) in [("pm", &roles.pm), ("qa_lead", &roles.qa_lead)] {
+        if members.iter().any(|m| m.eq_ignore_ascii_case(&actor)) {
+            prepared.facts.roles.push(role.into());
+        }
+    }
+    let mut history = match state.store.history(&key).await {
+        Ok(h) => h,
+        Err(e) => return bad(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e:#}")),
+    };
+    history.extend(prepared.tracker_changes.iter().cloned());
+    match prepared.evaluate(&policies, &history, &[], &state.policy_config, now) {
+        Ok(d) => Json(json!({
+            "allow": d.blocks.is_empty(),
+            "reasons": d.blocks,
+            "why": d.why,
+            "issue": key.short(),
+            "to_status": to,
+            "policy_version": policies.version.as_str(),
+        }))
+        .into_response(),
+        Err(e) => bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+fn inline_snapshot(key: &IssueKey, native: NativeFields, now: chrono::DateTime<chrono::Utc>) -> IssueSnapshot {
+    IssueSnapshot {
+        key: key.clone(),
+        title: String::new(),
+        body: String::new(),
+        url: String::new(),
+        open: true,
+        state_reason: None,
+        author: String::new(),
+        labels: Vec::new(),
+        assignees: Vec::new(),
+        created_at: now,
+        updated_at: now,
+        closed_at: None,
+        native: Some(native),
+        partial: false,
+    }
+}
