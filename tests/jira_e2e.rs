@@ -246,3 +246,29 @@ async fn evaluate_answers_allow_or_deny_with_the_reason() {
     assert_eq!(ask(json!({ "issue": "PROJ-5", "to_status": "shipped" })).await.unwrap().status(), 400);
     j.app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn jira_faults_are_retried_and_a_workflow_without_a_way_back_is_a_dead_letter() {
+    use support::fake_jira::Fault;
+    let mut j = start(true).await;
+    j.jira.seed("PROJ-6", "Bug", "Planning", &[]);
+    j.jira.fail_next([
+        Fault { status: 503, headers: vec![], body: json!({ "errorMessages": ["down"] }) },
+        Fault { status: 429, headers: vec![("retry-after", "1".into())], body: json!({ "errorMessages": ["slow down"] }) },
+    ]);
+    j.deliver("webhook.jira_issue_created.json", "PROJ-6", "acc-reporter").await;
+    assert_eq!(j.jira.field("PROJ-6", LANE), Some(json!({ "value": "B" })), "applied after the retries");
+    assert_eq!(j.jira.writes().iter().filter(|w| w.starts_with("PUT issue")).count(), 1, "{:?}", j.jira.writes());
+
+    // The workflow has no transition from Released back to Planning: the revert cannot be
+    // done, and the event says why instead of failing silently.
+    j.jira.forbid_transition("Released", "Planning");
+    j.jira.set_status("PROJ-6", "Released");
+    let p = j.payload("webhook.jira_issue_updated.status-change.json", "PROJ-6", "acc-dev");
+    assert_eq!(j.send(&p, "no-way-back", None).await.0, 202);
+    support::settle(j.app.store.as_ref()).await;
+    let dead = j.app.store.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].last_error.contains("no transition to \"Planning\""), "{}", dead[0].last_error);
+    j.app.stop().await.unwrap();
+}
