@@ -79,6 +79,7 @@ fn run(c: &mut Criterion, name: &str, set: &PolicySet, before: &[&str], after: &
         occurred_at: at("2026-11-24T10:00:00Z"),
         received_at: at("2026-11-24T10:00:01Z"),
         installation: None,
+        previous: None,
     };
     let stored_history = history();
     let bot_comments = BTreeMap::new();

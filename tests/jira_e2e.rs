@@ -272,3 +272,18 @@ async fn jira_faults_are_retried_and_a_workflow_without_a_way_back_is_a_dead_let
     assert!(dead[0].last_error.contains("no transition to \"Planning\""), "{}", dead[0].last_error);
     j.app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_changelog_lets_rollgate_judge_the_first_change_it_sees() {
+    let mut j = start(true).await;
+    // rollgate was installed after PROJ-7 was created: its first delivery is this move.
+    j.jira.seed("PROJ-7", "Story", "Released", &[]);
+    let mut p = j.payload("webhook.jira_issue_updated.status-change.json", "PROJ-7", "acc-dev");
+    p["changelog"]["items"][0]["fromString"] = json!("Planning");
+    p["changelog"]["items"][0]["toString"] = json!("Released");
+    assert_eq!(j.send(&p, "first-sight", None).await.0, 202);
+    support::settle(j.app.store.as_ref()).await;
+    assert_eq!(j.jira.status("PROJ-7"), "Planning", "judged as Planning -> Released and moved back");
+    assert_eq!(j.tagged("PROJ-7", "blocked").len(), 1);
+    j.app.stop().await.unwrap();
+}

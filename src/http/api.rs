@@ -101,6 +101,7 @@ pub async fn evaluate(State(state): State<AppState>, Json(req): Json<EvaluateReq
         occurred_at: now,
         received_at: now,
         installation: None,
+        previous: None,
     };
     let mut prepared = Prepared::new(&policies, &event, Some(&current), &bot_comments);
     let roles = &state.policy_config.roles;

@@ -72,6 +72,7 @@ fn to_event(kind: String, delivery: DeliveryId, p: Payload, received_at: DateTim
         occurred_at,
         received_at,
         installation: p.installation.map(|i| i.id),
+        previous: None,
         issue: snapshot,
     }
 }

@@ -54,6 +54,24 @@ struct Payload {
     issue: RawIssue,
     #[serde(default)]
     comment: Option<RawComment>,
+    #[serde(default)]
+    changelog: Option<Changelog>,
+}
+
+#[derive(Deserialize)]
+struct Changelog {
+    #[serde(default)]
+    items: Vec<ChangeItem>,
+}
+
+#[derive(Deserialize)]
+struct ChangeItem {
+    #[serde(default)]
+    field: String,
+    #[serde(rename = "fieldId", default)]
+    field_id: Option<String>,
+    #[serde(rename = "fromString", default)]
+    from_string: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -121,6 +139,10 @@ pub fn parse(
     // The delivery's timestamp is when Jira says the change happened (DESIGN.md).
     let occurred_at = p.timestamp.and_then(DateTime::from_timestamp_millis).unwrap_or(received_at);
     let issue = snapshot(p.issue, fields, occurred_at)?;
+    let previous = match (kind, &p.changelog, &issue.native) {
+        ("issues.edited", Some(log), Some(now)) => Some(before_change(now, log, fields)),
+        _ => None,
+    };
     let comment_user = p.comment.as_ref().and_then(|c| c.update_author.clone().or(c.author.clone()));
     let actor_user = p.user.or(comment_user);
     let login = actor_user.as_ref().map(User::login).unwrap_or_default();
@@ -144,7 +166,41 @@ pub fn parse(
         occurred_at,
         received_at,
         installation: None,
+        previous,
     })))
+}
+
+/// The native fields as they were before a change: today's values with the changelog's
+/// `from` side put back for every mapped field it names.
+fn before_change(now: &NativeFields, log: &Changelog, fields: &JiraFields) -> NativeFields {
+    let m = &fields.mapping;
+    let mut before = now.clone();
+    let mut set = |field: &str, from: Option<String>| match from.filter(|v| !v.is_empty()) {
+        Some(v) => {
+            before.fields.insert(field.to_string(), v);
+        }
+        None => {
+            before.fields.remove(field);
+        }
+    };
+    for item in &log.items {
+        let from = item.from_string.clone();
+        match item.field.to_ascii_lowercase().as_str() {
+            "status" => set("status", from.and_then(|s| m.statuses.get(&s).cloned())),
+            "issuetype" => set("type", from.and_then(|t| m.issue_types.get(&t).cloned())),
+            "labels" => {
+                let old: Vec<&str> = from.as_deref().unwrap_or("").split_whitespace().collect();
+                before.flags = m.flags.iter().filter(|(_, l)| old.contains(&l.as_str())).map(|(f, _)| f.clone()).collect();
+            }
+            _ => {
+                let id = item.field_id.as_deref();
+                if let Some((field, _)) = fields.ids.iter().find(|(_, fid)| Some(fid.as_str()) == id) {
+                    set(field, from.map(|v| m.to_value(field, &v)));
+                }
+            }
+        }
+    }
+    before
 }
 
 /// A Jira issue (webhook or REST) as a snapshot with native, normalized fields.

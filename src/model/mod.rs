@@ -94,6 +94,10 @@ pub struct Event {
     /// GitHub App installation, for per-installation budgets and tokens.
     #[serde(default)]
     pub installation: Option<u64>,
+    /// The native fields before this change, when the delivery says (Jira's changelog): lets
+    /// rollgate judge a change on an issue it has never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<NativeFields>,
 }
 
 impl Event {

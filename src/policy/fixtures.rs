@@ -233,6 +233,7 @@ pub fn decide(policies: &PolicySet, f: &Fixture, on: As) -> Result<(crate::polic
         occurred_at: f.now,
         received_at: f.now,
         installation: None,
+        previous: None,
     };
     let stored = f.before.as_ref().map(|b| snapshot(&b.labels, b.open, f, on, vocab));
     let bot_comments: BTreeMap<String, BotComment> = f

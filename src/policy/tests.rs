@@ -44,6 +44,7 @@ fn event() -> Event {
         occurred_at: now,
         received_at: now,
     installation: None,
+    previous: None,
     }
 }
 

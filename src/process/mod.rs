@@ -103,10 +103,15 @@ impl<'e> Prepared<'e> {
         if let Some(native) = &view.native {
             view.labels = vocab.express(native, &view.labels);
         }
-        let before = stored.map(|s| {
-            let labels = s.native.as_ref().map(|n| vocab.express(n, &s.labels)).unwrap_or_else(|| s.labels.clone());
-            (vocab.normalize(&labels, None), s.open)
-        });
+        let before = match (stored, &event.previous) {
+            (Some(s), _) => {
+                let labels = s.native.as_ref().map(|n| vocab.express(n, &s.labels)).unwrap_or_else(|| s.labels.clone());
+                Some((vocab.normalize(&labels, None), s.open))
+            }
+            // Never stored, but the delivery tells what changed (Jira's changelog).
+            (None, Some(previous)) => Some((vocab.normalize(&vocab.express(previous, &view.labels), None), view.open)),
+            (None, None) => None,
+        };
         let normalized = vocab.normalize(&view.labels, event.label.as_deref());
         let before_ref = before.as_ref().map(|(n, open)| (n, *open));
         let tracker_changes =
