@@ -111,6 +111,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
     };
     let queue = tokio::spawn(queue.run(shutdown_rx.clone()));
     tokio::spawn(reloader.clone().watch(shutdown_rx.clone()));
+    tokio::spawn(crate::clock::sweep::run(store.clone(), clock.clone(), wake.clone(), shutdown_rx.clone()));
     spawn_sighup_reload(reloader.clone(), shutdown_rx.clone());
 
     let state = AppState {

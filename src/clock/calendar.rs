@@ -54,6 +54,17 @@ impl Calendar {
         t.with_timezone(&self.tz).date_naive()
     }
 
+    /// The instant a local wall-clock time happens on a date (the earlier one in a DST fold,
+    /// the next valid one in a gap).
+    pub fn at_local(&self, d: NaiveDate, t: chrono::NaiveTime) -> DateTime<Utc> {
+        use chrono::TimeZone;
+        let naive = d.and_time(t);
+        match self.tz.from_local_datetime(&naive) {
+            chrono::LocalResult::Single(x) | chrono::LocalResult::Ambiguous(x, _) => x.with_timezone(&Utc),
+            chrono::LocalResult::None => self.at_local(d, t + Duration::hours(1)),
+        }
+    }
+
     /// `n` business days after `d` (n = 0: `d` itself if it is a business day, else the next one).
     pub fn add_business_days(&self, d: NaiveDate, n: i64) -> NaiveDate {
         let mut day = d;

@@ -17,3 +17,24 @@ impl Clock for SystemClock {
 
 pub mod calendar;
 pub use calendar::Calendar;
+pub mod sweep;
+
+/// A clock an operator or a test sets: `rollgate sweep --at`, and tests that walk a week.
+#[derive(Debug)]
+pub struct FixedClock(std::sync::Mutex<DateTime<Utc>>);
+
+impl FixedClock {
+    pub fn new(at: DateTime<Utc>) -> Self {
+        FixedClock(std::sync::Mutex::new(at))
+    }
+
+    pub fn set(&self, at: DateTime<Utc>) {
+        *self.0.lock().expect("clock") = at;
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().expect("clock")
+    }
+}

@@ -24,6 +24,9 @@ pub struct Decision {
     /// Changes the rules refused (reverted), with the reason: what `/api/v1/evaluate` and the
     /// fixtures call a block.
     pub blocks: Vec<String>,
+    /// Timers to set (purpose -> when) or cancel (None): the rules are woken with a
+    /// `timer.<purpose>` event at that time.
+    pub timers: BTreeMap<String, Option<chrono::DateTime<chrono::Utc>>>,
     /// Why, rule by rule: what `/explain` and `rollgate explain` show.
     pub why: Vec<String>,
 }
@@ -36,6 +39,7 @@ impl Decision {
             && self.records.is_empty()
             && self.open.is_none()
             && self.blocks.is_empty()
+            && self.timers.is_empty()
     }
 }
 
@@ -48,10 +52,11 @@ pub struct RuleOutput {
     pub records: Vec<(String, String)>,
     pub open: Option<bool>,
     pub blocks: Vec<String>,
+    pub timers: Vec<(String, Option<chrono::DateTime<chrono::Utc>>)>,
     pub why: Vec<String>,
 }
 
-const KEYS: &str = "set, flags, comments, record, open, block, why";
+const KEYS: &str = "set, flags, comments, record, open, block, timers, why";
 
 /// Reads a rule's return value. Anything unexpected is an error naming the key, so a typo in a
 /// policy fails its fixtures instead of being silently ignored.
@@ -117,6 +122,22 @@ pub fn read_output(value: Dynamic, vocab: &Vocabulary) -> Result<RuleOutput, Str
                 out.open = Some(v.as_bool().map_err(|_| "`open` must be true or false".to_string())?);
             }
             "block" => out.blocks.extend(strings(v)),
+            "timers" => {
+                for (purpose, at) in as_map(v, "timers")? {
+                    if purpose.is_empty() || purpose.len() > 64 || purpose.contains('*') {
+                        return Err(format!("timers.{purpose}: a purpose is 1-64 characters"));
+                    }
+                    let at = if at.is_unit() {
+                        None
+                    } else {
+                        let text = at.to_string();
+                        let t = chrono::DateTime::parse_from_rfc3339(&text)
+                            .map_err(|_| format!("timers.{purpose} = {text:?}: not an RFC 3339 time (use at_time(date, \"HH:MM\"))"))?;
+                        Some(t.with_timezone(&chrono::Utc))
+                    };
+                    out.timers.push((purpose.to_string(), at));
+                }
+            }
             "why" => out.why.extend(strings(v)),
             other => return Err(format!("unknown key `{other}` in the returned map (expected {KEYS})")),
         }

@@ -122,6 +122,9 @@ pub struct Expect {
     pub records: BTreeMap<String, String>,
     /// The open state afterwards.
     pub open: Option<bool>,
+    /// Timers the decision sets (purpose = RFC 3339 time) or cancels (purpose = "cancel").
+    #[serde(default)]
+    pub timers: BTreeMap<String, String>,
 }
 
 fn yes() -> bool {
@@ -352,6 +355,17 @@ pub fn run(policies: &PolicySet, f: &Fixture) -> Result<Vec<String>, String> {
         let got: Vec<&String> = decision.records.iter().filter(|(f, _)| f == field).map(|(_, v)| v).collect();
         if !got.contains(&value) {
             failures.push(format!("records: expected {field} = {value:?}, got {got:?}"));
+        }
+    }
+    for (purpose, want) in &x.timers {
+        let got = decision.timers.get(purpose);
+        let ok = match (want.as_str(), got) {
+            ("cancel", Some(None)) => true,
+            (w, Some(Some(at))) => DateTime::parse_from_rfc3339(w).is_ok_and(|w| w == *at),
+            _ => false,
+        };
+        if !ok {
+            failures.push(format!("timers: expected {purpose} = {want}, got {got:?}"));
         }
     }
     if let Some(want) = x.open {

@@ -32,6 +32,20 @@ pub fn register(engine: &mut Engine, calendar: Arc<Calendar>, templates: Arc<min
     });
     let cal = calendar.clone();
     engine.register_fn("is_business_day", move |d: ImmutableString| -> Result<bool> { Ok(cal.is_business_day(date(&d)?)) });
+    let cal = calendar.clone();
+    // A local wall-clock time on a date, as an instant: timers are set with this.
+    engine.register_fn("at_time", move |d: ImmutableString, hhmm: ImmutableString| -> Result<String> {
+        let time = chrono::NaiveTime::parse_from_str(&hhmm, "%H:%M").map_err(|_| format!("{hhmm:?} is not HH:MM"))?;
+        Ok(cal.at_local(date(&d)?, time).to_rfc3339())
+    });
+    engine.register_fn("add_days", |d: ImmutableString, n: i64| -> Result<String> {
+        Ok((date(&d)? + chrono::Duration::days(n)).to_string())
+    });
+    engine.register_fn("iso_week", |d: ImmutableString| -> Result<String> {
+        use chrono::Datelike;
+        let w = date(&d)?.iso_week();
+        Ok(format!("{}-W{:02}", w.year(), w.week()))
+    });
     engine.register_fn("weekday", |d: ImmutableString| -> Result<String> {
         use chrono::Datelike;
         Ok(date(&d)?.weekday().to_string())

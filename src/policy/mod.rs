@@ -332,6 +332,7 @@ impl PolicySet {
                 decision.open = out.open;
             }
             decision.records.extend(out.records);
+            decision.timers.extend(out.timers);
             decision.blocks.extend(out.blocks.into_iter().map(|b| format!("{}: {b}", rule.name)));
             decision.why.extend(out.why.into_iter().map(|w| format!("{}: {w}", rule.name)));
         }

@@ -309,7 +309,14 @@ impl Processor {
             processed_at: now,
         };
         self.store
-            .complete(Completion { inbox_id: item.id, snapshot: view, bot_comments: comment_updates, history: new_history, audit })
+            .complete(Completion {
+                inbox_id: item.id,
+                snapshot: view,
+                bot_comments: comment_updates,
+                history: new_history,
+                timers: decision.timers.iter().map(|(p, at)| (p.clone(), *at)).collect(),
+                audit,
+            })
             .await?;
         Ok(())
     }
@@ -341,7 +348,9 @@ impl Processor {
             processed_at: now,
         };
         let snapshot = stored.unwrap_or_else(|| event.issue.clone());
-        self.store.complete(Completion { inbox_id: item.id, snapshot, bot_comments: Vec::new(), history, audit }).await?;
+        // "*" cancels every timer of the issue: nothing is left to wake it for.
+        let timers = vec![("*".to_string(), None)];
+        self.store.complete(Completion { inbox_id: item.id, snapshot, bot_comments: Vec::new(), history, timers, audit }).await?;
         Ok(())
     }
 

@@ -106,7 +106,16 @@ pub struct Completion {
     pub snapshot: IssueSnapshot,
     pub bot_comments: Vec<(String, BotComment)>,
     pub history: Vec<HistoryEntry>,
+    /// Timers to set (purpose, when) or cancel (purpose, None).
+    pub timers: Vec<(String, Option<DateTime<Utc>>)>,
     pub audit: AuditRecord,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timer {
+    pub issue_key: IssueKey,
+    pub purpose: String,
+    pub due_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -155,6 +164,20 @@ pub trait Store: Send + Sync + 'static {
     async fn inbox_stats(&self) -> anyhow::Result<InboxStats>;
 
     async fn issue_state(&self, key: &IssueKey) -> anyhow::Result<Option<IssueState>>;
+
+    /// Timers due at `now` that have not fired, oldest first.
+    async fn due_timers(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<Vec<Timer>>;
+    /// Marks a timer fired and queues its event, together; false when it already fired (or
+    /// was moved) since it was read.
+    async fn fire_timer(&self, timer: &Timer, event: &Event) -> anyhow::Result<bool>;
+    /// Starts job `name` for `period` unless it already ran or runs: true means "run it now".
+    async fn claim_job(&self, name: &str, period: &str, now: DateTime<Utc>) -> anyhow::Result<bool>;
+    /// Records a job's outcome; a failed job is released so the next sweep tries again.
+    async fn finish_job(&self, name: &str, period: &str, result: Result<&str, &str>, now: DateTime<Utc>) -> anyhow::Result<()>;
+    /// Every issue the store holds a view of (for the weekly and monthly jobs).
+    async fn issues(&self) -> anyhow::Result<Vec<IssueSnapshot>>;
+    /// History rows of `fields` (exact names, or prefixes ending in `*`) since `since`, by issue.
+    async fn history_of(&self, fields: &[&str], since: DateTime<Utc>) -> anyhow::Result<Vec<(IssueKey, HistoryEntry)>>;
     async fn history(&self, key: &IssueKey) -> anyhow::Result<Vec<HistoryEntry>>;
     async fn audit(&self, key: &IssueKey) -> anyhow::Result<Vec<AuditRecord>>;
 }

@@ -146,6 +146,29 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        for (purpose, due) in &c.timers {
+            match due {
+                Some(at) => sqlx::query(
+                    "INSERT INTO timers (issue_key, purpose, due_at) VALUES (?, ?, ?)
+                     ON CONFLICT (issue_key, purpose) DO UPDATE SET
+                        fired_at = CASE WHEN timers.due_at = excluded.due_at THEN timers.fired_at END,
+                        due_at = excluded.due_at",
+                )
+                .bind(&key)
+                .bind(purpose)
+                .bind(to_ms(*at))
+                .execute(&mut *tx)
+                .await?,
+                None if purpose == "*" => {
+                    sqlx::query("DELETE FROM timers WHERE issue_key = ?").bind(&key).execute(&mut *tx).await?
+                }
+                None => sqlx::query("DELETE FROM timers WHERE issue_key = ? AND purpose = ?")
+                    .bind(&key)
+                    .bind(purpose)
+                    .execute(&mut *tx)
+                    .await?,
+            };
+        }
         let a = &c.audit;
         sqlx::query(
             "INSERT INTO audit (tracker, delivery_id, issue_key, kind, policy_version, decision,
@@ -275,6 +298,131 @@ impl Store for SqliteStore {
             dead: row.get::<i64, _>("dead") as u64,
             oldest_pending: row.get::<Option<i64>, _>("oldest").map(from_ms),
         })
+    }
+
+    async fn due_timers(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<Vec<Timer>> {
+        let rows = sqlx::query(
+            "SELECT issue_key, purpose, due_at FROM timers
+             WHERE fired_at IS NULL AND due_at <= ? ORDER BY due_at LIMIT ?",
+        )
+        .bind(to_ms(now))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(Timer {
+                    issue_key: r.get::<String, _>("issue_key").parse()?,
+                    purpose: r.get("purpose"),
+                    due_at: from_ms(r.get("due_at")),
+                })
+            })
+            .collect()
+    }
+
+    async fn fire_timer(&self, timer: &Timer, event: &Event) -> anyhow::Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let fired = sqlx::query(
+            "UPDATE timers SET fired_at = ? WHERE issue_key = ? AND purpose = ? AND due_at = ? AND fired_at IS NULL",
+        )
+        .bind(to_ms(event.received_at))
+        .bind(timer.issue_key.to_string())
+        .bind(&timer.purpose)
+        .bind(to_ms(timer.due_at))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if fired == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO inbox (tracker, delivery_id, kind, issue_key, event, received_at)
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tracker, delivery_id) DO NOTHING",
+        )
+        .bind(event.tracker().as_str())
+        .bind(event.delivery.as_str())
+        .bind(&event.kind)
+        .bind(event.issue.key.to_string())
+        .bind(json(event)?)
+        .bind(to_ms(event.received_at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn claim_job(&self, name: &str, period: &str, now: DateTime<Utc>) -> anyhow::Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO jobs (name, period, state, started_at) VALUES (?, ?, 'running', ?)
+             ON CONFLICT (name, period) DO NOTHING",
+        )
+        .bind(name)
+        .bind(period)
+        .bind(to_ms(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn finish_job(&self, name: &str, period: &str, result: Result<&str, &str>, now: DateTime<Utc>) -> anyhow::Result<()> {
+        match result {
+            Ok(text) => {
+                sqlx::query("UPDATE jobs SET state = 'done', finished_at = ?, result = ? WHERE name = ? AND period = ?")
+                    .bind(to_ms(now))
+                    .bind(text)
+                    .bind(name)
+                    .bind(period)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            Err(_) => {
+                sqlx::query("DELETE FROM jobs WHERE name = ? AND period = ? AND state = 'running'")
+                    .bind(name)
+                    .bind(period)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn issues(&self) -> anyhow::Result<Vec<IssueSnapshot>> {
+        let rows = sqlx::query("SELECT snapshot FROM issues").fetch_all(&self.pool).await?;
+        rows.into_iter().map(|r| Ok(serde_json::from_str(r.get("snapshot"))?)).collect()
+    }
+
+    async fn history_of(&self, fields: &[&str], since: DateTime<Utc>) -> anyhow::Result<Vec<(IssueKey, HistoryEntry)>> {
+        let mut out = Vec::new();
+        for f in fields {
+            let (op, pattern) = match f.strip_suffix('*') {
+                Some(prefix) => ("GLOB", format!("{prefix}*")),
+                None => ("=", f.to_string()),
+            };
+            let rows = sqlx::query(&format!(
+                "SELECT issue_key, at, field, old_value, new_value, actor, source FROM history
+                 WHERE field {op} ? AND at >= ? ORDER BY issue_key, at, id"
+            ))
+            .bind(pattern)
+            .bind(to_ms(since))
+            .fetch_all(&self.pool)
+            .await?;
+            for r in rows {
+                let key: IssueKey = r.get::<String, _>("issue_key").parse()?;
+                out.push((
+                    key,
+                    HistoryEntry {
+                        at: from_ms(r.get("at")),
+                        field: r.get("field"),
+                        from: r.get("old_value"),
+                        to: r.get("new_value"),
+                        actor: r.get("actor"),
+                        source: Source::parse(r.get("source")),
+                    },
+                ));
+            }
+        }
+        Ok(out)
     }
 
     async fn issue_state(&self, key: &IssueKey) -> anyhow::Result<Option<IssueState>> {
