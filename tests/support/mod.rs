@@ -68,11 +68,16 @@ impl Harness {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut Settings)) -> Harness {
+        Self::start_clocked(adjust, std::sync::Arc::new(rollgate::clock::SystemClock)).await
+    }
+
+    /// The service on a clock the test moves (`FixedClock::set`).
+    pub async fn start_clocked(adjust: impl FnOnce(&mut Settings), clock: std::sync::Arc<dyn rollgate::clock::Clock>) -> Harness {
         let github = FakeGithub::start().await;
         let dir = tempfile::tempdir().unwrap();
         let mut s = settings(dir.path(), &github);
         adjust(&mut s);
-        let app = rollgate::app::start(s).await.expect("rollgate starts");
+        let app = rollgate::app::start_with_clock(s, clock).await.expect("rollgate starts");
         Harness { github, app, http: reqwest::Client::new(), dir }
     }
 
