@@ -39,6 +39,27 @@ impl Running {
     }
 }
 
+/// The trackers this configuration can write to, and how Jira's fields are read.
+pub async fn build_trackers(settings: &Settings) -> anyhow::Result<(Trackers, JiraFields)> {
+    let mut trackers = Trackers::default();
+    if let (Some(token), false) = (&settings.github.token, settings.dry_run) {
+        let github: Arc<dyn Tracker> = Arc::new(GithubTracker::new(&settings.github.api_url, token, RetryPolicy::default())?);
+        trackers.github = Some(github);
+    }
+    let mut jira_fields = JiraFields::resolve(settings.jira.mapping.clone(), &[], None).0;
+    if settings.jira_writes() && !settings.dry_run {
+        let jira = JiraTracker::connect(&settings.jira, RetryPolicy::default()).await.context("connecting to Jira")?;
+        jira_fields = (*jira.fields()).clone();
+        trackers.jira = Some(Arc::new(jira));
+    } else {
+        let by_name: Vec<&String> = settings.jira.mapping.fields.values().filter(|n| !n.starts_with("customfield_")).collect();
+        if settings.jira.base_url.is_some() && !by_name.is_empty() {
+            tracing::warn!(fields = ?by_name, "without Jira credentials these custom field names cannot be resolved: map them by id (customfield_...) to read them");
+        }
+    }
+    Ok((trackers, jira_fields))
+}
+
 /// What policies see of the configuration (`ctx.config`).
 pub fn policy_config(settings: &Settings) -> PolicyConfig {
     PolicyConfig {
@@ -61,22 +82,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
     let reloader = Reloader::new(settings.policies.clone(), calendar.clone(), policies.clone());
 
     let dry_run = settings.effective_dry_run();
-    let mut trackers = Trackers::default();
-    if let (Some(token), false) = (&settings.github.token, settings.dry_run) {
-        let github: Arc<dyn Tracker> = Arc::new(GithubTracker::new(&settings.github.api_url, token, RetryPolicy::default())?);
-        trackers.github = Some(github);
-    }
-    let mut jira_fields = JiraFields::resolve(settings.jira.mapping.clone(), &[], None).0;
-    if settings.jira_writes() && !settings.dry_run {
-        let jira = JiraTracker::connect(&settings.jira, RetryPolicy::default()).await.context("connecting to Jira")?;
-        jira_fields = (*jira.fields()).clone();
-        trackers.jira = Some(Arc::new(jira));
-    } else {
-        let by_name: Vec<&String> = settings.jira.mapping.fields.values().filter(|n| !n.starts_with("customfield_")).collect();
-        if settings.jira.base_url.is_some() && !by_name.is_empty() {
-            tracing::warn!(fields = ?by_name, "without Jira credentials these custom field names cannot be resolved: map them by id (customfield_...) to read them");
-        }
-    }
+    let (trackers, jira_fields) = build_trackers(&settings).await?;
     if dry_run {
         let why = if settings.dry_run { "ROLLGATE_DRY_RUN is on" } else { "no tracker credentials are set" };
         tracing::warn!("DRY RUN ({why}): decisions are recorded, nothing is applied to any tracker");

@@ -49,6 +49,15 @@ enum Command {
         #[arg(long)]
         with_store: bool,
     },
+    /// Run the clock at a given time: fire the timers due by then and process them. With
+    /// --dry-run, show what they would do and change nothing.
+    Sweep {
+        /// RFC 3339 time, e.g. 2026-11-27T18:00:00+05:30 (default: now).
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print what rollgate decided on one issue and why: `rollgate explain owner/repo#12`.
     Explain { issue: String },
     /// List dead letters, or put them back in the inbox: `rollgate replay 12 14` or `--all`.
@@ -120,6 +129,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = rollgate::app::policy_config(&settings);
             let out = rollgate::tools::simulate(&set, &event, event_type.as_deref(), store.as_deref(), &config, chrono::Utc::now()).await?;
             println!("{out}");
+        }
+        Command::Sweep { at, dry_run } => {
+            let at = match at {
+                Some(t) => chrono::DateTime::parse_from_rfc3339(&t)
+                    .with_context(|| format!("--at {t:?} is not an RFC 3339 time such as 2026-11-27T18:00:00Z"))?
+                    .with_timezone(&chrono::Utc),
+                None => chrono::Utc::now(),
+            };
+            print!("{}", rollgate::tools::sweep(&settings, at, dry_run).await?);
         }
         Command::Explain { issue } => {
             let key: IssueKey = issue.parse()?;

@@ -128,3 +128,61 @@ fn guess_event(body: &[u8]) -> anyhow::Result<String> {
     }
     .to_string())
 }
+
+/// `rollgate sweep --at TIME`: what the clock does at TIME, by hand. Fires the timers due by
+/// then and processes them (and anything else waiting) as the service would, with policies
+/// seeing TIME as `now`. With `dry_run`, only shows the due timers' decisions and changes
+/// nothing.
+pub async fn sweep(settings: &crate::config::Settings, at: chrono::DateTime<chrono::Utc>, dry_run: bool) -> anyhow::Result<String> {
+    use crate::clock::{sweep, FixedClock};
+    let store = crate::store::open(&settings.database_url).await?;
+    let set = PolicySet::load(&settings.policies, Arc::new(settings.calendar()?)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config = crate::app::policy_config(settings);
+    let mut out = String::new();
+    if dry_run {
+        let due = store.due_timers(at, 10_000).await?;
+        let _ = writeln!(out, "{} timer(s) due by {at} (dry run: nothing fired, nothing applied)", due.len());
+        for t in &due {
+            let Some(state) = store.issue_state(&t.issue_key).await? else { continue };
+            let event = sweep::timer_event(t, state.snapshot.clone(), at);
+            let mut history = store.history(&t.issue_key).await?;
+            let prepared = Prepared::new(&set, &event, Some(&state.snapshot), &state.bot_comments);
+            history.extend(prepared.tracker_changes.iter().cloned());
+            let decision = prepared.evaluate(&set, &history, &[], &config, at).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let effects = plan::plan(&prepared.view, &prepared.normalized, &decision, &set.vocabulary, &state.bot_comments);
+            let _ = writeln!(out, "\n{}  {}  due {}", t.issue_key.short(), t.purpose, t.due_at);
+            for w in &decision.why {
+                let _ = writeln!(out, "  why: {w}");
+            }
+            for e in &effects {
+                let _ = writeln!(out, "  would: {}", serde_json::to_string(e)?);
+            }
+        }
+        return Ok(out);
+    }
+    let clock = Arc::new(FixedClock::new(at));
+    let (trackers, _) = crate::app::build_trackers(settings).await?;
+    let fired = sweep::fire_due(store.as_ref(), at).await?;
+    let queue = crate::queue::Queue {
+        store: store.clone(),
+        processor: Arc::new(crate::process::Processor {
+            store: store.clone(),
+            policies: crate::policy::PolicyHandle::new(set),
+            roles: crate::roles::RoleResolver::new(&settings.roles, trackers.github.clone()),
+            trackers,
+            config,
+            clock: clock.clone(),
+        }),
+        clock,
+        wake: Default::default(),
+        workers: 1,
+        max_attempts: settings.queue.max_attempts,
+    };
+    let processed = queue.drain(at).await?;
+    let stuck = store.retrying(20).await?;
+    let _ = writeln!(out, "{fired} timer(s) fired at {at}; {processed} event(s) processed");
+    for s in stuck {
+        let _ = writeln!(out, "  waiting for a retry: {} {} ({}): {}", s.issue_key, s.kind, s.delivery, s.last_error);
+    }
+    Ok(out)
+}

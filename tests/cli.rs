@@ -64,3 +64,48 @@ async fn explain_shows_why_and_replay_lists_and_requeues_dead_letters() {
     assert!(out.contains("no dead letters"), "{out}");
     h.app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn sweep_at_a_time_previews_then_fires_the_due_timers_once() {
+    let h = Harness::start().await;
+    let dir = h.dir.path().to_path_buf();
+    h.github.seed(REPO, 40, &["type/bug", "scope/single-client"]);
+    // Opened on a Tuesday in 2027: its decision clock is far from due in real time.
+    let mut p = issue_event("issues.opened.json", 40, &["type/bug", "scope/single-client"], None);
+    p["issue"]["updated_at"] = json!("2027-01-05T10:00:00Z");
+    h.deliver("issues", "s-40", &p).await;
+    h.settle().await;
+
+    // Asynchronously: the fake GitHub answers on this test's runtime while the command runs.
+    let sweep = |args: &[&str]| {
+        let mut all = vec!["sweep".to_string()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollgate"));
+        cmd.args(&all)
+            .current_dir(&dir)
+            .env_clear()
+            .env("ROLLGATE_DATABASE_URL", format!("sqlite://{}", dir.join("rollgate.db").display()))
+            .env("ROLLGATE_POLICIES", support::policies_dir())
+            .env("ROLLGATE_GITHUB_API_URL", &h.github.url)
+            .env("ROLLGATE_GITHUB_TOKEN", support::fake_github::TOKEN);
+        async move {
+            let out = cmd.output().await.unwrap();
+            (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+        }
+    };
+    let (ok, out, err) = sweep(&["--at", "2027-01-08T18:00:00Z", "--dry-run"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("2 timer(s) due") && out.contains("decision-due") && out.contains("decision-overdue"), "{out}");
+    assert!(out.contains("would:") && out.contains("decision/overdue"), "{out}");
+    assert!(!h.github.labels(REPO, 40).contains(&"decision/due".to_string()), "a dry run changes nothing");
+
+    let (ok, out, err) = sweep(&["--at", "2027-01-08T18:00:00Z"]).await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("2 timer(s) fired"), "{out}");
+    assert!(h.github.labels(REPO, 40).contains(&"decision/overdue".to_string()));
+    let (_, out, _) = sweep(&["--at", "2027-01-08T18:00:00Z"]).await;
+    assert!(out.starts_with("0 timer(s) fired"), "{out}");
+    let (ok, _, err) = sweep(&["--at", "next friday"]).await;
+    assert!(!ok && err.contains("RFC 3339"), "{err}");
+    h.app.stop().await.unwrap();
+}

@@ -284,7 +284,9 @@ impl Processor {
         }
         let now = self.clock.now();
         let (ref n, open) = view_before_effects;
-        new_history.extend(facts::changes(Some((n, open)), &after, view.open, BOT, now, Source::Rollgate));
+        // The bot's changes answer this event: they carry its (the tracker's) time, so clocks
+        // and metrics come out the same whether the event is processed live or late.
+        new_history.extend(facts::changes(Some((n, open)), &after, view.open, BOT, event.occurred_at, Source::Rollgate));
         new_history.extend(decision.records.iter().map(|(field, value)| HistoryEntry {
             at: event.occurred_at,
             field: field.clone(),

@@ -77,6 +77,22 @@ impl Queue {
         .await;
     }
 
+    /// Processes, one at a time, everything ready at `now` (in per-issue order); returns how
+    /// many events were handled. `rollgate sweep` uses it instead of `run`.
+    pub async fn drain(&self, now: DateTime<Utc>) -> anyhow::Result<usize> {
+        let mut n = 0;
+        loop {
+            let items = self.store.ready(now, 16, &HashSet::new()).await?;
+            if items.is_empty() {
+                return Ok(n);
+            }
+            for item in &items {
+                self.handle(item).await;
+                n += 1;
+            }
+        }
+    }
+
     async fn handle(&self, item: &InboxItem) {
         let result = self.processor.process(item).await;
         let recorded = match result {
