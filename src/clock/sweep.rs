@@ -16,7 +16,10 @@ const BATCH: usize = 500;
 
 /// The event a due timer becomes: the issue as last stored, `timer.<purpose>`, by rollgate,
 /// happening at the timer's due time (so a late sweep computes the same dates).
-pub fn timer_event(timer: &Timer, issue: crate::model::IssueSnapshot, now: DateTime<Utc>) -> Event {
+pub fn timer_event(timer: &Timer, mut issue: crate::model::IssueSnapshot, now: DateTime<Utc>) -> Event {
+    // A timer says nothing new about the issue: the worker uses the view it stores when it
+    // processes the event, which may be newer than this copy (rollgate's own changes).
+    issue.partial = true;
     Event {
         delivery: DeliveryId(format!("timer:{}:{}:{}", timer.issue_key, timer.purpose, timer.due_at.timestamp_millis())),
         kind: format!("timer.{}", timer.purpose),
