@@ -12,6 +12,7 @@ pub mod plan;
 pub mod policy;
 pub mod process;
 pub mod queue;
+pub mod report;
 pub mod roles;
 pub mod store;
 pub mod tools;

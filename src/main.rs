@@ -58,6 +58,15 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Print a month's metrics report (M1-M9) as Markdown; --post files it as a new issue.
+    Report {
+        /// The month, e.g. 2026-11 (default: last month).
+        #[arg(long)]
+        month: Option<String>,
+        /// File it in the reports target (ROLLGATE_REPORTS_TARGET: owner/repo or a Jira project).
+        #[arg(long)]
+        post: bool,
+    },
     /// Print what rollgate decided on one issue and why: `rollgate explain owner/repo#12`.
     Explain { issue: String },
     /// List dead letters, or put them back in the inbox: `rollgate replay 12 14` or `--all`.
@@ -138,6 +147,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => chrono::Utc::now(),
             };
             print!("{}", rollgate::tools::sweep(&settings, at, dry_run).await?);
+        }
+        Command::Report { month, post } => {
+            let calendar = settings.calendar()?;
+            let month: rollgate::report::Month = match month {
+                Some(m) => m.parse()?,
+                None => rollgate::report::Month::of(calendar.local_date(chrono::Utc::now())).prev(),
+            };
+            let store = rollgate::store::open(&settings.database_url).await?;
+            let (title, body) = rollgate::report::monthly(store.as_ref(), &calendar, &settings.policies, month).await?;
+            if post {
+                let target = settings.reports_target.as_deref().context("--post needs ROLLGATE_REPORTS_TARGET (owner/repo or a Jira project)")?;
+                let (trackers, _) = rollgate::app::build_trackers(&settings).await?;
+                let key = rollgate::report::post(&trackers, target, &title, &body).await?;
+                println!("filed {} as {}", title, key.short());
+            } else {
+                println!("# {title}\n\n{body}");
+            }
         }
         Command::Explain { issue } => {
             let key: IssueKey = issue.parse()?;

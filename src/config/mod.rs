@@ -49,6 +49,8 @@ pub struct Settings {
     pub workweek: Vec<String>,
     /// `YYYY-MM-DD` dates that are not business days.
     pub holidays: Vec<String>,
+    /// Where reports are filed: `owner/repo` (GitHub) or a Jira project key.
+    pub reports_target: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +112,7 @@ impl Default for Settings {
             queue: QueueSettings { workers: 8, max_attempts: 8 },
             workweek: Vec::new(),
             holidays: Vec::new(),
+            reports_target: None,
         }
     }
 }
@@ -205,6 +208,9 @@ impl Settings {
             self.roles.pm = r.pm.unwrap_or_default();
             self.roles.qa_lead = r.qa_lead.unwrap_or_default();
         }
+        if let Some(r) = f.reports {
+            self.reports_target = r.target.or(self.reports_target.take());
+        }
         if let Some(c) = f.calendar {
             if let Some(v) = c.workweek {
                 self.workweek = v;
@@ -276,6 +282,9 @@ impl Settings {
         }
         if let Some(v) = get("ROLLGATE_ROLES_QA_LEAD") {
             self.roles.qa_lead = split_list(v).map(String::from).collect();
+        }
+        if let Some(v) = get("ROLLGATE_REPORTS_TARGET") {
+            self.reports_target = Some(v.into());
         }
         if let Some(v) = get("ROLLGATE_HOLIDAYS") {
             self.holidays = split_list(v).map(String::from).collect();
@@ -385,6 +394,13 @@ struct FileSettings {
     roles: Option<FileRoles>,
     queue: Option<FileQueue>,
     calendar: Option<FileCalendar>,
+    reports: Option<FileReports>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileReports {
+    target: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -387,6 +387,37 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn import(&self, snapshot: &IssueSnapshot, history: &[HistoryEntry]) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let key = snapshot.key.to_string();
+        sqlx::query(
+            "INSERT INTO issues (issue_key, snapshot, updated_at) VALUES (?, ?, ?)
+             ON CONFLICT (issue_key) DO UPDATE SET snapshot = excluded.snapshot, updated_at = excluded.updated_at",
+        )
+        .bind(&key)
+        .bind(json(snapshot)?)
+        .bind(to_ms(snapshot.updated_at))
+        .execute(&mut *tx)
+        .await?;
+        for h in history {
+            sqlx::query(
+                "INSERT INTO history (issue_key, at, field, old_value, new_value, actor, source, delivery)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, 'import')",
+            )
+            .bind(&key)
+            .bind(to_ms(h.at))
+            .bind(&h.field)
+            .bind(&h.from)
+            .bind(&h.to)
+            .bind(&h.actor)
+            .bind(h.source.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn issues(&self) -> anyhow::Result<Vec<IssueSnapshot>> {
         let rows = sqlx::query("SELECT snapshot FROM issues").fetch_all(&self.pool).await?;
         rows.into_iter().map(|r| Ok(serde_json::from_str(r.get("snapshot"))?)).collect()
