@@ -103,7 +103,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
         store: store.clone(),
         policies: policies.clone(),
         roles: RoleResolver::new(&settings.roles, trackers.github.clone()),
-        trackers,
+        trackers: trackers.clone(),
         config: policy_config(&settings),
         clock: clock.clone(),
     });
@@ -117,7 +117,15 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
     };
     let queue = tokio::spawn(queue.run(shutdown_rx.clone()));
     tokio::spawn(reloader.clone().watch(shutdown_rx.clone()));
-    tokio::spawn(crate::clock::sweep::run(store.clone(), clock.clone(), wake.clone(), shutdown_rx.clone()));
+    let jobs = Arc::new(crate::clock::jobs::Jobs {
+        store: store.clone(),
+        calendar: calendar.clone(),
+        policies: settings.policies.clone(),
+        target: settings.reports_target.clone(),
+        trackers: trackers.clone(),
+        last_refresh: Default::default(),
+    });
+    tokio::spawn(crate::clock::sweep::run(store.clone(), clock.clone(), wake.clone(), jobs, shutdown_rx.clone()));
     spawn_sighup_reload(reloader.clone(), shutdown_rx.clone());
 
     let state = AppState {

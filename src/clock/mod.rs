@@ -17,6 +17,7 @@ impl Clock for SystemClock {
 
 pub mod calendar;
 pub use calendar::Calendar;
+pub mod jobs;
 pub mod sweep;
 
 /// A clock an operator or a test sets: `rollgate sweep --at`, and tests that walk a week.

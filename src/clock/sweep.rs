@@ -58,8 +58,16 @@ pub async fn fire_due(store: &dyn Store, now: DateTime<Utc>) -> anyhow::Result<u
 }
 
 /// `serve`'s clock task: a sweep at start (catching up after downtime), then every 30 s.
-pub async fn run(store: Arc<dyn Store>, clock: Arc<dyn Clock>, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(store: Arc<dyn Store>, clock: Arc<dyn Clock>, wake: Arc<Notify>, jobs: Arc<super::jobs::Jobs>, mut shutdown: watch::Receiver<bool>) {
     loop {
+        match jobs.run_due(clock.now()).await {
+            Ok(done) => {
+                for d in done {
+                    tracing::info!("{d}");
+                }
+            }
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "a periodic job failed; the next sweep tries again"),
+        }
         match fire_due(store.as_ref(), clock.now()).await {
             Ok(0) => {}
             Ok(n) => {

@@ -2,6 +2,7 @@
 //! targets from `policies/metrics.toml`, rendered as Markdown with Mermaid trend charts.
 
 mod render;
+pub mod weekly;
 
 pub use render::markdown;
 

@@ -176,6 +176,8 @@ pub trait Store: Send + Sync + 'static {
     async fn finish_job(&self, name: &str, period: &str, result: Result<&str, &str>, now: DateTime<Utc>) -> anyhow::Result<()>;
     /// Adds an issue and its past history (backfill): the view is replaced, history appended.
     async fn import(&self, snapshot: &IssueSnapshot, history: &[HistoryEntry]) -> anyhow::Result<()>;
+    /// What a finished job recorded (the issue it filed), if it ran for that period.
+    async fn job_result(&self, name: &str, period: &str) -> anyhow::Result<Option<String>>;
     /// Every issue the store holds a view of (for the weekly and monthly jobs).
     async fn issues(&self) -> anyhow::Result<Vec<IssueSnapshot>>;
     /// History rows of `fields` (exact names, or prefixes ending in `*`) since `since`, by issue.

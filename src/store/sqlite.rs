@@ -418,6 +418,15 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn job_result(&self, name: &str, period: &str) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query("SELECT result FROM jobs WHERE name = ? AND period = ? AND state = 'done'")
+            .bind(name)
+            .bind(period)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.and_then(|r| r.get::<Option<String>, _>("result")))
+    }
+
     async fn issues(&self) -> anyhow::Result<Vec<IssueSnapshot>> {
         let rows = sqlx::query("SELECT snapshot FROM issues").fetch_all(&self.pool).await?;
         rows.into_iter().map(|r| Ok(serde_json::from_str(r.get("snapshot"))?)).collect()

@@ -187,6 +187,10 @@ impl Tracker for GithubTracker {
         self.call(Method::PATCH, &Self::issue_path(issue), Some(body)).await.map(drop)
     }
 
+    async fn update_issue_body(&self, issue: &IssueKey, body: &str) -> TrackerResult<()> {
+        self.call(Method::PATCH, &Self::issue_path(issue), Some(json!({ "body": body }))).await.map(drop)
+    }
+
     async fn is_team_member(&self, org: &str, team: &str, login: &str) -> TrackerResult<bool> {
         #[derive(Deserialize)]
         struct Membership {

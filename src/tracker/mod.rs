@@ -79,6 +79,9 @@ pub trait Tracker: Send + Sync + 'static {
     async fn set_open(&self, issue: &IssueKey, open: bool, reason: Option<&str>) -> TrackerResult<()>;
     /// Whether `login` is an active member of team `team` in organisation `org`.
     async fn is_team_member(&self, org: &str, team: &str, login: &str) -> TrackerResult<bool>;
+    /// Replaces an issue's body (the weekly issues rollgate keeps up to date).
+    async fn update_issue_body(&self, issue: &IssueKey, body: &str) -> TrackerResult<()>;
+
     /// Whether playbook fields are native fields here (Jira) rather than labels (GitHub).
     fn holds_fields(&self) -> bool {
         false

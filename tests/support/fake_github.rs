@@ -19,6 +19,7 @@ pub const BOT_LOGIN: &str = "rollgate[bot]";
 #[derive(Debug, Clone, Default)]
 pub struct FakeIssue {
     pub title: String,
+    pub body: String,
     pub labels: Vec<String>,
     pub open: bool,
     pub state_reason: Option<String>,
@@ -126,6 +127,10 @@ impl FakeGithub {
             i.open = false;
             i.state_reason = Some(reason.to_string());
         }
+    }
+
+    pub fn issue_opt(&self, repo: &str, number: u64) -> Option<FakeIssue> {
+        self.world.lock().unwrap().issues.get(&(repo.to_string(), number)).cloned()
     }
 
     pub fn issue(&self, repo: &str, number: u64) -> FakeIssue {
@@ -265,8 +270,11 @@ async fn update_issue(
     let Some(i) = w.issues.get_mut(&(repo.clone(), n)) else { return not_found() };
     if let Some(state) = body["state"].as_str() {
         i.open = state == "open";
+        i.state_reason = body["state_reason"].as_str().map(String::from);
     }
-    i.state_reason = body["state_reason"].as_str().map(String::from);
+    if let Some(b) = body["body"].as_str() {
+        i.body = b.to_string();
+    }
     Json(issue_json(&repo, n, i)).into_response()
 }
 
@@ -278,6 +286,7 @@ async fn create_issue(State(f): State<Shared>, h: HeaderMap, Path((o, r)): Path<
     let n = w.issues.keys().filter(|(r, _)| *r == repo).map(|(_, n)| *n).max().unwrap_or(0) + 1;
     let issue = FakeIssue {
         title: body["title"].as_str().unwrap_or("").into(),
+        body: body["body"].as_str().unwrap_or("").into(),
         labels: body["labels"].as_array().into_iter().flatten().filter_map(|l| l.as_str().map(String::from)).collect(),
         open: true,
         ..Default::default()

@@ -295,6 +295,11 @@ impl Tracker for JiraTracker {
         Ok(())
     }
 
+    async fn update_issue_body(&self, issue: &IssueKey, body: &str) -> TrackerResult<()> {
+        let payload = json!({ "fields": { "description": self.body(body) } });
+        self.call(Method::PUT, &format!("/issue/{}", issue.short()), Some(payload)).await.map(drop)
+    }
+
     async fn is_team_member(&self, _org: &str, _team: &str, _login: &str) -> TrackerResult<bool> {
         // Jira groups as roles are not supported yet: roles list account ids (or DC user names).
         Ok(false)

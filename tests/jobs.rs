@@ -1,0 +1,86 @@
+//! Periodic jobs: the monthly metrics issue, the weekly decisions log and the Tuesday agenda,
+//! each filed once per period and edited in place while its week runs.
+
+mod support;
+
+use chrono::{DateTime, Utc};
+use rollgate::clock::jobs::Jobs;
+use rollgate::clock::FixedClock;
+use rollgate::config::Secret;
+use rollgate::process::Trackers;
+use rollgate::tracker::github::GithubTracker;
+use rollgate::tracker::RetryPolicy;
+use serde_json::json;
+use std::sync::Arc;
+use support::{issue_event, Harness, REPO};
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+#[tokio::test]
+async fn monthly_and_weekly_issues_are_filed_once_and_kept_up_to_date() {
+    let clock = Arc::new(FixedClock::new(t("2026-11-23T10:00:00Z")));
+    let h = Harness::start_clocked(|s| s.roles.pm = vec!["priya".into()], clock.clone()).await;
+    let github = GithubTracker::new(&h.github.url, &Secret::new(support::fake_github::TOKEN), RetryPolicy::default()).unwrap();
+    let jobs = Jobs {
+        store: h.app.store.clone(),
+        calendar: Arc::new(Default::default()),
+        policies: support::policies_dir(),
+        target: Some(REPO.into()),
+        trackers: Trackers { github: Some(Arc::new(github)), jira: None },
+        last_refresh: Default::default(),
+    };
+    let run = |now: &str| {
+        *jobs.last_refresh.lock().unwrap() = None;
+        jobs.run_due(t(now))
+    };
+    let filed = |title: &str| (1..=20u64).filter(|n| h.github.issue_opt(REPO, *n).is_some_and(|i| i.title.starts_with(title))).count();
+
+    // Monday: two new items; the PM accepts one.
+    for n in [1u64, 2] {
+        h.github.seed(REPO, n, &["type/enhancement"]);
+        let mut p = issue_event("issues.opened.json", n, &["type/enhancement"], None);
+        p["issue"]["updated_at"] = json!("2026-11-23T09:00:00Z");
+        h.deliver("issues", &format!("o-{n}"), &p).await;
+    }
+    let mut c = issue_event("issue_comment.created.json", 1, &["type/enhancement"], None);
+    c["comment"]["body"] = json!("/decide accept sprint=2026-W49 dev-release=2026-12-01");
+    c["comment"]["user"] = json!({"login": "priya", "type": "User"});
+    c["comment"]["created_at"] = json!("2026-11-23T09:30:00Z");
+    c["comment"]["updated_at"] = json!("2026-11-23T09:30:00Z");
+    c["sender"] = json!({"login": "priya", "type": "User"});
+    h.deliver("issue_comment", "c-1", &c).await;
+    h.settle().await;
+
+    let done = run("2026-11-23T10:00:00Z").await.unwrap();
+    assert!(done.iter().any(|d| d.starts_with("filed the 2026-10 metrics report")), "{done:?}");
+    assert!(done.iter().any(|d| d.starts_with("filed Decisions log — 2026-W48")), "{done:?}");
+    assert_eq!(filed("Tuesday sync"), 0, "the agenda waits for Tuesday morning");
+    let log = (1..=20u64).find_map(|n| h.github.issue_opt(REPO, n).filter(|i| i.title.starts_with("Decisions log"))).unwrap();
+    assert!(log.body.contains("| accept | @priya |") && log.body.contains("sprint: 2026-W49"), "{}", log.body);
+
+    // Tuesday: the PM parks the other item; the log is edited in place, the agenda appears.
+    let mut c = issue_event("issue_comment.created.json", 2, &["type/enhancement"], None);
+    c["comment"]["body"] = json!("/decide park revisit=2027-01-11 trigger=\"after the migration\"");
+    c["comment"]["user"] = json!({"login": "priya", "type": "User"});
+    c["comment"]["created_at"] = json!("2026-11-24T08:00:00Z");
+    c["comment"]["updated_at"] = json!("2026-11-24T08:00:00Z");
+    c["sender"] = json!({"login": "priya", "type": "User"});
+    h.deliver("issue_comment", "c-2", &c).await;
+    h.settle().await;
+    let done = run("2026-11-24T09:30:00Z").await.unwrap();
+    assert!(done.iter().any(|d| d == "updated Decisions log — 2026-W48"), "{done:?}");
+    assert!(done.iter().any(|d| d.starts_with("filed Tuesday sync — 2026-W48")), "{done:?}");
+    let agenda = (1..=20u64).find_map(|n| h.github.issue_opt(REPO, n).filter(|i| i.title.starts_with("Tuesday sync"))).unwrap();
+    assert!(agenda.body.contains("### 1. Planning") && agenda.body.contains("### 3. Rollout"), "{}", agenda.body);
+    assert!(agenda.body.contains("Codertocat/Hello-World#1") && agenda.body.contains("— accept"), "{}", agenda.body);
+
+    // Later sweeps file nothing again; one issue per purpose and period.
+    let done = run("2026-11-24T10:00:00Z").await.unwrap();
+    assert!(done.is_empty(), "{done:?}");
+    assert_eq!((filed("Rollout metrics — 2026-10"), filed("Decisions log — 2026-W48"), filed("Tuesday sync — 2026-W48")), (1, 1, 1));
+    let log = (1..=20u64).find_map(|n| h.github.issue_opt(REPO, n).filter(|i| i.title.starts_with("Decisions log"))).unwrap();
+    assert!(log.body.contains("| park |") && log.body.contains("trigger: after the migration"), "{}", log.body);
+    h.app.stop().await.unwrap();
+}
