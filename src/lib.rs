@@ -2,6 +2,7 @@
 //! issue trackers teams already use. See DESIGN.md for the event path.
 
 pub mod app;
+pub mod backfill;
 pub mod clock;
 pub mod config;
 pub mod explain;

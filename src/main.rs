@@ -67,6 +67,12 @@ enum Command {
         #[arg(long)]
         post: bool,
     },
+    /// Import existing issues and their history so clocks and reports start right; resumable.
+    Backfill {
+        /// A GitHub repository, owner/name.
+        #[arg(long)]
+        github: String,
+    },
     /// Print what rollgate decided on one issue and why: `rollgate explain owner/repo#12`.
     Explain { issue: String },
     /// List dead letters, or put them back in the inbox: `rollgate replay 12 14` or `--all`.
@@ -164,6 +170,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 println!("# {title}\n\n{body}");
             }
+        }
+        Command::Backfill { github } => {
+            let token = settings.github.token.as_ref().context("backfill reads GitHub: set ROLLGATE_GITHUB_TOKEN")?;
+            let tracker = rollgate::tracker::github::GithubTracker::new(&settings.github.api_url, token, rollgate::tracker::RetryPolicy::default())?;
+            let set = rollgate::policy::PolicySet::load(&settings.policies, Arc::new(settings.calendar()?)).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let store = rollgate::store::open(&settings.database_url).await?;
+            let p = rollgate::backfill::github(store.as_ref(), &set, &tracker, &github, false).await?;
+            println!("{github}: {} issue(s) imported ({} history rows), {} already imported before", p.issues, p.rows, p.skipped);
         }
         Command::Explain { issue } => {
             let key: IssueKey = issue.parse()?;

@@ -50,22 +50,22 @@ async fn the_report_equals_a_hand_computation() {
     let dir = tempfile::tempdir().unwrap();
     let store = rollgate::store::open(&format!("sqlite://{}", dir.path().join("r.db").display())).await.unwrap();
     // A: type 1, Mon 2 Nov -> Tue 3 Nov: 1 business day.
-    store.import(&snapshot(1), &release("1", "2026-11-02", "2026-11-03", "complete")).await.unwrap();
+    store.import(&snapshot(1), &release("1", "2026-11-02", "2026-11-03", "complete"), None).await.unwrap();
     // B: type 3, Tue 3 -> Tue 10 Nov: 5 days; its type was assigned late (M1 miss).
     let mut b = release("3", "2026-11-03", "2026-11-10", "complete");
     b.push(h("2026-11-03", "rollout.assigned-late", "in-dev"));
-    store.import(&snapshot(2), &b).await.unwrap();
+    store.import(&snapshot(2), &b, None).await.unwrap();
     // C: type 3, Mon 16 -> Mon 30 Nov: 10 days, shipped without its sales kit.
-    store.import(&snapshot(3), &release("3", "2026-11-16", "2026-11-30", "missing: sales-kit")).await.unwrap();
+    store.import(&snapshot(3), &release("3", "2026-11-16", "2026-11-30", "missing: sales-kit"), None).await.unwrap();
     // D: type 4, Mon 2 -> Fri 20 Nov: 14 days, piloted; an escalation 2 days after release and
     // a rollback 5 days after (both inside the 7-day window).
     let mut d = release("4", "2026-11-02", "2026-11-20", "complete");
     d.push(h("2026-11-12", "pilot.retro", "go"));
     d.push(h("2026-11-22", "flags.escalated", "on"));
     d.push(h("2026-11-25", "flags.rolled-back", "on"));
-    store.import(&snapshot(4), &d).await.unwrap();
+    store.import(&snapshot(4), &d, None).await.unwrap();
     // E: type 2 in October: only in the trend.
-    store.import(&snapshot(5), &release("2", "2026-10-28", "2026-10-30", "complete")).await.unwrap();
+    store.import(&snapshot(5), &release("2", "2026-10-28", "2026-10-30", "complete"), None).await.unwrap();
 
     let cfg = MetricsFile::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap();
     let cal = Calendar::default();

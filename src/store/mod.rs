@@ -175,7 +175,9 @@ pub trait Store: Send + Sync + 'static {
     /// Records a job's outcome; a failed job is released so the next sweep tries again.
     async fn finish_job(&self, name: &str, period: &str, result: Result<&str, &str>, now: DateTime<Utc>) -> anyhow::Result<()>;
     /// Adds an issue and its past history (backfill): the view is replaced, history appended.
-    async fn import(&self, snapshot: &IssueSnapshot, history: &[HistoryEntry]) -> anyhow::Result<()>;
+    /// With `done`, the job row (name, period) is recorded done in the same transaction, so a
+    /// resumed backfill knows exactly which issues it already imported.
+    async fn import(&self, snapshot: &IssueSnapshot, history: &[HistoryEntry], done: Option<(&str, &str)>) -> anyhow::Result<()>;
     /// What a finished job recorded (the issue it filed), if it ran for that period.
     async fn job_result(&self, name: &str, period: &str) -> anyhow::Result<Option<String>>;
     /// Every issue the store holds a view of (for the weekly and monthly jobs).

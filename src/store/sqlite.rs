@@ -387,7 +387,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn import(&self, snapshot: &IssueSnapshot, history: &[HistoryEntry]) -> anyhow::Result<()> {
+    async fn import(&self, snapshot: &IssueSnapshot, history: &[HistoryEntry], done: Option<(&str, &str)>) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         let key = snapshot.key.to_string();
         sqlx::query(
@@ -411,6 +411,18 @@ impl Store for SqliteStore {
             .bind(&h.to)
             .bind(&h.actor)
             .bind(h.source.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some((name, period)) = done {
+            sqlx::query(
+                "INSERT INTO jobs (name, period, state, started_at, finished_at, result) VALUES (?, ?, 'done', ?, ?, 'imported')
+                 ON CONFLICT (name, period) DO UPDATE SET state = 'done', result = 'imported'",
+            )
+            .bind(name)
+            .bind(period)
+            .bind(to_ms(snapshot.updated_at))
+            .bind(to_ms(snapshot.updated_at))
             .execute(&mut *tx)
             .await?;
         }

@@ -114,6 +114,68 @@ fn parse<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> TrackerResul
     serde_json::from_str(text).map_err(|e| TrackerError::Rejected(format!("unexpected {what} response: {e}")))
 }
 
+/// One entry of an issue's timeline that backfill replays.
+#[derive(Debug, Clone)]
+pub struct PastEvent {
+    pub at: chrono::DateTime<Utc>,
+    pub actor: String,
+    /// `labeled`, `unlabeled`, `closed`, `reopened`.
+    pub kind: String,
+    pub label: Option<String>,
+}
+
+impl GithubTracker {
+    /// One page (100) of a repository's issues, pull requests left out; `None` past the last.
+    pub async fn list_issues(&self, repo: &str, page: u32) -> TrackerResult<Option<Vec<IssueSnapshot>>> {
+        let path = format!("/repos/{repo}/issues?state=all&sort=created&direction=asc&per_page=100&page={page}");
+        let raw: Vec<serde_json::Value> = parse("issues", &self.call(Method::GET, &path, None).await?)?;
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        for v in raw.iter().filter(|v| v.get("pull_request").is_none()) {
+            let snap = crate::ingest::github::issue_from_rest(repo, &v.to_string())
+                .map_err(|e| TrackerError::Rejected(format!("unexpected issue in the list: {e}")))?;
+            out.push(snap);
+        }
+        Ok(Some(out))
+    }
+
+    /// The label and state events of an issue, oldest first.
+    pub async fn issue_events(&self, issue: &IssueKey) -> TrackerResult<Vec<PastEvent>> {
+        #[derive(Deserialize)]
+        struct Raw {
+            event: String,
+            created_at: chrono::DateTime<Utc>,
+            #[serde(default)]
+            actor: Option<RawUser>,
+            #[serde(default)]
+            label: Option<RawLabel>,
+        }
+        #[derive(Deserialize)]
+        struct RawLabel {
+            name: String,
+        }
+        let mut out = Vec::new();
+        for page in 1.. {
+            let path = format!("{}/events?per_page=100&page={page}", Self::issue_path(issue));
+            let batch: Vec<Raw> = parse("events", &self.call(Method::GET, &path, None).await?)?;
+            let n = batch.len();
+            out.extend(batch.into_iter().filter(|e| ["labeled", "unlabeled", "closed", "reopened"].contains(&e.event.as_str())).map(|e| PastEvent {
+                at: e.created_at,
+                actor: e.actor.map(|a| a.login).unwrap_or_default(),
+                kind: e.event,
+                label: e.label.map(|l| l.name),
+            }));
+            if n < 100 {
+                break;
+            }
+        }
+        out.sort_by_key(|e| e.at);
+        Ok(out)
+    }
+}
+
 #[derive(Deserialize)]
 struct RawComment {
     id: u64,

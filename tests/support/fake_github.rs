@@ -20,6 +20,8 @@ pub const BOT_LOGIN: &str = "rollgate[bot]";
 pub struct FakeIssue {
     pub title: String,
     pub body: String,
+    /// The issue's timeline, as GET .../events returns it (backfill reads it).
+    pub events: Vec<Value>,
     pub labels: Vec<String>,
     pub open: bool,
     pub state_reason: Option<String>,
@@ -49,6 +51,8 @@ struct World {
     requests: u64,
     /// (org/team, login) pairs that are active members.
     teams: Vec<(String, String)>,
+    /// Issues whose events GitHub refuses (a backfill interrupted at a known point).
+    refuse_events: Vec<u64>,
     faults: VecDeque<Fault>,
 }
 
@@ -77,7 +81,8 @@ impl FakeGithub {
             waiting: Arc::default(),
         };
         let app = Router::new()
-            .route("/repos/{o}/{r}/issues", post(create_issue))
+            .route("/repos/{o}/{r}/issues", post(create_issue).get(list_issues))
+            .route("/repos/{o}/{r}/issues/{n}/events", get(list_events))
             .route("/repos/{o}/{r}/issues/{n}", get(get_issue).patch(update_issue))
             .route("/repos/{o}/{r}/issues/{n}/comments", get(list_comments).post(create_comment))
             // octocrab edits a comment with POST; GitHub accepts both.
@@ -146,6 +151,26 @@ impl FakeGithub {
 
     pub fn add_team_member(&self, org_team: &str, login: &str) {
         self.world.lock().unwrap().teams.push((org_team.to_string(), login.to_string()));
+    }
+
+    /// GET .../issues/{number}/events answers 422 until `allow_events`.
+    pub fn refuse_events(&self, number: u64) {
+        self.world.lock().unwrap().refuse_events.push(number);
+    }
+
+    pub fn allow_events(&self) {
+        self.world.lock().unwrap().refuse_events.clear();
+    }
+
+    /// Adds a timeline event (`labeled`, `unlabeled`, `closed`, `reopened`).
+    pub fn add_event(&self, repo: &str, number: u64, event: &str, label: Option<&str>, at: &str, actor: &str) {
+        let mut w = self.world.lock().unwrap();
+        let i = w.issues.get_mut(&(repo.to_string(), number)).expect("seeded issue");
+        let mut e = json!({ "event": event, "created_at": at, "actor": { "login": actor } });
+        if let Some(l) = label {
+            e["label"] = json!({ "name": l });
+        }
+        i.events.push(e);
     }
 
     pub fn writes(&self) -> Vec<String> {
@@ -310,6 +335,9 @@ async fn list_comments(
 ) -> Response {
     enter!(f, h);
     let w = f.world.lock().unwrap();
+    if w.refuse_events.contains(&n) {
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"message": "refused"}))).into_response();
+    }
     let Some(i) = w.issues.get(&(format!("{o}/{r}"), n)) else { return not_found() };
     let per = p.per_page.unwrap_or(30).min(100);
     let page = p.page.unwrap_or(1).max(1);
@@ -407,4 +435,33 @@ async fn membership(
     } else {
         not_found()
     }
+}
+
+async fn list_issues(State(f): State<Shared>, h: HeaderMap, Path((o, r)): Path<(String, String)>, Query(p): Query<Page>) -> Response {
+    enter!(f, h);
+    let repo = format!("{o}/{r}");
+    let w = f.world.lock().unwrap();
+    let per = p.per_page.unwrap_or(30).min(100);
+    let page = p.page.unwrap_or(1).max(1);
+    let items: Vec<Value> = w
+        .issues
+        .iter()
+        .filter(|((rp, _), _)| *rp == repo)
+        .skip((page - 1) * per)
+        .take(per)
+        .map(|((_, n), i)| issue_json(&repo, *n, i))
+        .collect();
+    Json(items).into_response()
+}
+
+async fn list_events(State(f): State<Shared>, h: HeaderMap, Path((o, r, n)): Path<(String, String, u64)>, Query(p): Query<Page>) -> Response {
+    enter!(f, h);
+    let w = f.world.lock().unwrap();
+    if w.refuse_events.contains(&n) {
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"message": "refused"}))).into_response();
+    }
+    let Some(i) = w.issues.get(&(format!("{o}/{r}"), n)) else { return not_found() };
+    let per = p.per_page.unwrap_or(30).min(100);
+    let page = p.page.unwrap_or(1).max(1);
+    Json(i.events.iter().skip((page - 1) * per).take(per).cloned().collect::<Vec<_>>()).into_response()
 }
