@@ -163,7 +163,7 @@ def main():
             rows.append((name, statistics.median(secs), min(secs), max(secs)))
         print(f"\n{'command':<58} {'median':>8} {'min':>8} {'max':>8}   ({RUNS} runs)")
         for name, med, lo, hi in rows:
-            print(f"{name:<58} {med:>7.2f}s {lo:>7.2f}s {hi:>7.2f}s")
+            print(f"{name:<58} {med:>7.3f}s {lo:>7.3f}s {hi:>7.3f}s")
         if os.environ.get("KEEP"):
             print(f"\nkept {db}"); work = None
     finally:

@@ -246,11 +246,13 @@ pub async fn figures(store: &dyn Store, calendar: &Calendar, cfg: &MetricsFile, 
     let artifacts = cfg.m2.record.clone().unwrap_or_else(|| "release.artifacts".into());
     let pilot = cfg.m3.record.clone().unwrap_or_else(|| "pilot.retro".into());
     let rollback = cfg.m9.flag.clone().unwrap_or_else(|| "flags.rolled-back".into());
-    let fields = ["status", "rollout", "release.rollout", late.as_str(), artifacts.as_str(), pilot.as_str(), cfg.m8.flag.as_str(), rollback.as_str()];
-    let rows = store.history_of(&fields, since).await?;
-    let mut by_issue: BTreeMap<IssueKey, Vec<HistoryEntry>> = BTreeMap::new();
-    for (k, h) in rows {
-        by_issue.entry(k).or_default().push(h);
+    let fields = ["rollout", "release.rollout", late.as_str(), artifacts.as_str(), pilot.as_str(), cfg.m8.flag.as_str(), rollback.as_str()];
+    let rows = store.metric_rows(&fields, &["dev-released", "released"], since).await?;
+    let mut by_issue: std::collections::HashMap<String, Vec<HistoryEntry>> = std::collections::HashMap::new();
+    for r in rows {
+        let at = DateTime::from_timestamp_millis(r.at_ms).unwrap_or_default();
+        let entry = HistoryEntry { at, field: r.field, from: None, to: r.to, actor: String::new(), source: crate::store::Source::Tracker };
+        by_issue.entry(r.issue).or_default().push(entry);
     }
     let mut out: Vec<MonthFigures> = Vec::new();
     let mut m = first;
@@ -262,6 +264,10 @@ pub async fn figures(store: &dyn Store, calendar: &Calendar, cfg: &MetricsFile, 
         m = m.next();
     }
     for (issue, mut h) in by_issue {
+        if !h.iter().any(|e| e.field == "status" && e.to.as_deref() == Some("released") && e.at >= start && e.at < end) {
+            continue;
+        }
+        let issue: IssueKey = issue.parse()?;
         h.sort_by_key(|e| e.at);
         for (i, e) in h.iter().enumerate() {
             if e.field != "status" || e.to.as_deref() != Some("released") || e.at < start || e.at >= end {

@@ -111,6 +111,15 @@ pub struct Completion {
     pub audit: AuditRecord,
 }
 
+/// One history row as the monthly report needs it: no more than that, for speed.
+#[derive(Debug, Clone)]
+pub struct MetricRow {
+    pub issue: String,
+    pub at_ms: i64,
+    pub field: String,
+    pub to: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timer {
     pub issue_key: IssueKey,
@@ -182,6 +191,9 @@ pub trait Store: Send + Sync + 'static {
     async fn job_result(&self, name: &str, period: &str) -> anyhow::Result<Option<String>>;
     /// Every issue the store holds a view of (for the weekly and monthly jobs).
     async fn issues(&self) -> anyhow::Result<Vec<IssueSnapshot>>;
+    /// Compact history rows for the monthly report: every row of `fields`, and of `status`
+    /// only the changes to `statuses`, since `since`. Unordered.
+    async fn metric_rows(&self, fields: &[&str], statuses: &[&str], since: DateTime<Utc>) -> anyhow::Result<Vec<MetricRow>>;
     /// History rows of `fields` (exact names, or prefixes ending in `*`) since `since`, by issue.
     async fn history_of(&self, fields: &[&str], since: DateTime<Utc>) -> anyhow::Result<Vec<(IssueKey, HistoryEntry)>>;
     async fn history(&self, key: &IssueKey) -> anyhow::Result<Vec<HistoryEntry>>;

@@ -444,6 +444,33 @@ impl Store for SqliteStore {
         rows.into_iter().map(|r| Ok(serde_json::from_str(r.get("snapshot"))?)).collect()
     }
 
+    async fn metric_rows(&self, fields: &[&str], statuses: &[&str], since: DateTime<Utc>) -> anyhow::Result<Vec<MetricRow>> {
+        let list = |n: usize| vec!["?"; n].join(", ");
+        let mut out = Vec::new();
+        let queries = [
+            (format!("SELECT issue_key, at, field, new_value FROM history WHERE field IN ({}) AND at >= ?", list(fields.len())), fields),
+            (
+                format!("SELECT issue_key, at, field, new_value FROM history WHERE field = 'status' AND new_value IN ({}) AND at >= ?", list(statuses.len())),
+                statuses,
+            ),
+        ];
+        for (sql, binds) in queries {
+            if binds.is_empty() {
+                continue;
+            }
+            let mut q = sqlx::query(&sql);
+            for b in binds {
+                q = q.bind(*b);
+            }
+            let rows = q.bind(to_ms(since)).fetch_all(&self.pool).await?;
+            out.reserve(rows.len());
+            for r in rows {
+                out.push(MetricRow { issue: r.get(0), at_ms: r.get(1), field: r.get(2), to: r.get(3) });
+            }
+        }
+        Ok(out)
+    }
+
     async fn history_of(&self, fields: &[&str], since: DateTime<Utc>) -> anyhow::Result<Vec<(IssueKey, HistoryEntry)>> {
         let mut out = Vec::new();
         for f in fields {
