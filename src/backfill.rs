@@ -71,3 +71,50 @@ pub async fn github(store: &dyn Store, set: &PolicySet, tracker: &GithubTracker,
     }
     Ok(p)
 }
+
+/// `rollgate backfill --jira PROJECT`: the same, from each issue's changelog. The changelog
+/// is walked from the newest change back, undoing each (as a webhook's changelog is read), and
+/// the changes are recorded in order with Jira's times and authors.
+pub async fn jira(store: &dyn Store, set: &PolicySet, tracker: &crate::tracker::jira::JiraTracker, project: &str, quiet: bool) -> anyhow::Result<Progress> {
+    let job = format!("backfill:jira:{project}");
+    let fields = tracker.fields();
+    let vocab = &set.vocabulary;
+    let mut p = Progress { issues: 0, skipped: 0, rows: 0 };
+    let mut start = 0;
+    while let Some(batch) = tracker.list_issues(project, start).await? {
+        start += batch.len();
+        for issue in batch {
+            let period = issue.key.short();
+            if store.job_result(&job, &period).await?.is_some() {
+                p.skipped += 1;
+                continue;
+            }
+            let log = tracker.changelog(&issue.key).await?;
+            let mut after = issue.native.clone().unwrap_or_default();
+            let mut steps = Vec::new();
+            for change in log.iter().rev() {
+                let before = crate::ingest::jira::before_change(&after, &change.log, &fields);
+                let at = crate::ingest::jira::jira_time(&change.created).unwrap_or(issue.created_at);
+                let actor = change.author.as_ref().and_then(|a| a["accountId"].as_str().or(a["name"].as_str())).unwrap_or("").to_string();
+                let n = |x: &crate::model::NativeFields| vocab.normalize(&vocab.express(x, &[]), None);
+                steps.push(changes(Some((&n(&before), true)), &n(&after), true, &actor, at, Source::Tracker));
+                after = before;
+            }
+            // What the issue held when it was created.
+            let empty = vocab.normalize(&[], None);
+            let mut history = changes(Some((&empty, true)), &vocab.normalize(&vocab.express(&after, &[]), None), true, &issue.author, issue.created_at, Source::Tracker);
+            history.extend(steps.into_iter().rev().flatten());
+            store.import(&issue, &history, Some((&job, &period))).await?;
+            p.issues += 1;
+            p.rows += history.len();
+            if !quiet {
+                eprint!("\rbackfill {project}: {} imported, {} already done, {} history rows", p.issues, p.skipped, p.rows);
+                let _ = std::io::stderr().flush();
+            }
+        }
+    }
+    if !quiet {
+        eprintln!();
+    }
+    Ok(p)
+}

@@ -70,8 +70,11 @@ enum Command {
     /// Import existing issues and their history so clocks and reports start right; resumable.
     Backfill {
         /// A GitHub repository, owner/name.
-        #[arg(long)]
-        github: String,
+        #[arg(long, required_unless_present = "jira")]
+        github: Option<String>,
+        /// A Jira project key.
+        #[arg(long, conflicts_with = "github")]
+        jira: Option<String>,
     },
     /// Print what rollgate decided on one issue and why: `rollgate explain owner/repo#12`.
     Explain { issue: String },
@@ -171,13 +174,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("# {title}\n\n{body}");
             }
         }
-        Command::Backfill { github } => {
-            let token = settings.github.token.as_ref().context("backfill reads GitHub: set ROLLGATE_GITHUB_TOKEN")?;
-            let tracker = rollgate::tracker::github::GithubTracker::new(&settings.github.api_url, token, rollgate::tracker::RetryPolicy::default())?;
+        Command::Backfill { github, jira } => {
             let set = rollgate::policy::PolicySet::load(&settings.policies, Arc::new(settings.calendar()?)).map_err(|e| anyhow::anyhow!("{e}"))?;
             let store = rollgate::store::open(&settings.database_url).await?;
-            let p = rollgate::backfill::github(store.as_ref(), &set, &tracker, &github, false).await?;
-            println!("{github}: {} issue(s) imported ({} history rows), {} already imported before", p.issues, p.rows, p.skipped);
+            let retry = rollgate::tracker::RetryPolicy::default();
+            let (what, p) = match (github, jira) {
+                (Some(repo), _) => {
+                    let token = settings.github.token.as_ref().context("backfill reads GitHub: set ROLLGATE_GITHUB_TOKEN")?;
+                    let tracker = rollgate::tracker::github::GithubTracker::new(&settings.github.api_url, token, retry)?;
+                    (repo.clone(), rollgate::backfill::github(store.as_ref(), &set, &tracker, &repo, false).await?)
+                }
+                (None, Some(project)) => {
+                    let tracker = rollgate::tracker::jira::JiraTracker::connect(&settings.jira, retry).await.context("backfill reads Jira")?;
+                    (project.clone(), rollgate::backfill::jira(store.as_ref(), &set, &tracker, &project, false).await?)
+                }
+                (None, None) => unreachable!("clap requires one"),
+            };
+            println!("{what}: {} issue(s) imported ({} history rows), {} already imported before", p.issues, p.rows, p.skipped);
         }
         Command::Explain { issue } => {
             let key: IssueKey = issue.parse()?;

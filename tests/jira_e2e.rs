@@ -287,3 +287,37 @@ async fn the_changelog_lets_rollgate_judge_the_first_change_it_sees() {
     assert_eq!(j.tagged("PROJ-7", "blocked").len(), 1);
     j.app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn backfill_rebuilds_a_jira_projects_history_from_the_changelog() {
+    let j = start(true).await;
+    j.jira.seed("PROJ-8", "Story", "Released", &[]);
+    j.jira.set_field("PROJ-8", ROLLOUT, json!({ "value": "3 Demoed" }));
+    j.jira.add_history("PROJ-8", "2026-11-02T09:00:00.000+0000", "acc-priya", &[("Rollout Type", Some(ROLLOUT), None, Some("3 Demoed"))]);
+    let steps = [("Planning", "Decided", "03"), ("Decided", "In Development", "04"), ("In Development", "Dev Released", "09"), ("Dev Released", "Rollout Confirmed", "10"), ("Rollout Confirmed", "In Rollout", "11"), ("In Rollout", "Released", "16")];
+    for (from, to, day) in steps {
+        j.jira.add_history("PROJ-8", &format!("2026-11-{day}T09:00:00.000+0000"), "acc-priya", &[("status", None, Some(from), Some(to))]);
+    }
+    let set = rollgate::policy::PolicySet::load(&support::policies_dir(), Default::default()).unwrap();
+    let mut settings = Settings::default();
+    settings.jira.base_url = Some(j.jira.url.clone());
+    settings.jira.api_token = Some(Secret::new(TOKEN));
+    settings.jira.email = Some(EMAIL.into());
+    let tracker = rollgate::tracker::jira::JiraTracker::connect(&settings.jira, rollgate::tracker::RetryPolicy::default()).await.unwrap();
+    let store = j.app.store.clone();
+    let p = rollgate::backfill::jira(store.as_ref(), &set, &tracker, "PROJ", true).await.unwrap();
+    assert_eq!(p.issues, 1);
+    let history = store.history(&"PROJ-8".parse().unwrap()).await.unwrap();
+    let when = |to: &str| history.iter().find(|h| h.field == "status" && h.to.as_deref() == Some(to)).map(|h| h.at.to_rfc3339());
+    assert!(when("planning").is_some(), "undoing every change finds the item created in planning: {history:?}");
+    assert_eq!(when("dev-released").as_deref(), Some("2026-11-09T09:00:00+00:00"));
+    assert_eq!(when("released").as_deref(), Some("2026-11-16T09:00:00+00:00"));
+    assert!(history.iter().any(|h| h.field == "rollout" && h.to.as_deref() == Some("3")));
+    let again = rollgate::backfill::jira(store.as_ref(), &set, &tracker, "PROJ", true).await.unwrap();
+    assert_eq!((again.issues, again.skipped), (0, 1));
+    let cfg = rollgate::report::MetricsFile::load(&support::policies_dir()).unwrap();
+    let months = rollgate::report::figures(store.as_ref(), &Default::default(), &cfg, "2026-11".parse().unwrap()).await.unwrap();
+    let nov = months.last().unwrap();
+    assert_eq!((nov.releases.len(), nov.releases[0].business_days), (1, Some(5)));
+    j.app.stop().await.unwrap();
+}

@@ -59,13 +59,13 @@ struct Payload {
 }
 
 #[derive(Deserialize)]
-struct Changelog {
+pub(crate) struct Changelog {
     #[serde(default)]
-    items: Vec<ChangeItem>,
+    pub(crate) items: Vec<ChangeItem>,
 }
 
 #[derive(Deserialize)]
-struct ChangeItem {
+pub(crate) struct ChangeItem {
     #[serde(default)]
     field: String,
     #[serde(rename = "fieldId", default)]
@@ -172,7 +172,7 @@ pub fn parse(
 
 /// The native fields as they were before a change: today's values with the changelog's
 /// `from` side put back for every mapped field it names.
-fn before_change(now: &NativeFields, log: &Changelog, fields: &JiraFields) -> NativeFields {
+pub(crate) fn before_change(now: &NativeFields, log: &Changelog, fields: &JiraFields) -> NativeFields {
     let m = &fields.mapping;
     let mut before = now.clone();
     let mut set = |field: &str, from: Option<String>| match from.filter(|v| !v.is_empty()) {

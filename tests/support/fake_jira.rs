@@ -68,6 +68,8 @@ pub struct Fault {
 #[derive(Default)]
 struct World {
     issues: BTreeMap<String, FakeJiraIssue>,
+    /// Changelog entries per issue key (backfill reads them), as Jira returns them.
+    changelogs: BTreeMap<String, Vec<Value>>,
     /// Status names in workflow order; transition id and status id derive from the position.
     statuses: Vec<String>,
     /// (from, to) edges removed from the otherwise complete workflow graph.
@@ -150,6 +152,8 @@ impl FakeJira {
             .route("/rest/api/{v}/issue/{key}/comment/{id}", put(update_comment))
             .route("/rest/api/{v}/field", get(list_fields))
             .route("/rest/api/{v}/myself", get(myself))
+            .route("/rest/api/{v}/search", get(search))
+            .route("/rest/api/{v}/issue/{key}/changelog", get(changelog))
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         fake
@@ -649,4 +653,50 @@ async fn list_fields(State(f): State<FakeJira>, h: HeaderMap, Path(v): Path<Stri
 async fn myself(State(f): State<FakeJira>, h: HeaderMap, Path(v): Path<String>) -> Response {
     enter!(f, v, h);
     Json(json!({"accountId": BOT_ACCOUNT, "displayName": BOT_NAME, "name": "rollgate", "emailAddress": EMAIL, "active": true})).into_response()
+}
+
+impl FakeJira {
+    /// Adds a changelog entry: `items` are (field, fieldId, fromString, toString).
+    pub fn add_history(&self, key: &str, created: &str, author: &str, items: &[(&str, Option<&str>, Option<&str>, Option<&str>)]) {
+        let items: Vec<Value> = items
+            .iter()
+            .map(|(field, id, from, to)| json!({ "field": field, "fieldId": id, "fromString": from, "toString": to }))
+            .collect();
+        let entry = json!({ "id": "1", "created": created, "author": { "accountId": author }, "items": items });
+        self.world.lock().unwrap().changelogs.entry(key.to_string()).or_default().push(entry);
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct SearchQuery {
+    jql: String,
+    #[serde(rename = "startAt", default)]
+    start_at: usize,
+    #[serde(rename = "maxResults", default)]
+    max_results: Option<usize>,
+}
+
+/// `project = "P" ORDER BY created ASC` is all the fake understands.
+async fn search(State(f): State<FakeJira>, h: HeaderMap, Path(v): Path<String>, axum::extract::Query(q): axum::extract::Query<SearchQuery>) -> Response {
+    enter!(f, v, h);
+    let w = f.world.lock().unwrap();
+    let project = q.jql.split('"').nth(1).unwrap_or("").to_string();
+    let max = q.max_results.unwrap_or(50).min(100);
+    let all: Vec<&FakeJiraIssue> = w.issues.values().filter(|i| i.key.split('-').next() == Some(project.as_str())).collect();
+    let page: Vec<Value> = all.iter().skip(q.start_at).take(max).map(|i| issue_json(&f.url, &v, &w, i)).collect();
+    Json(json!({ "startAt": q.start_at, "maxResults": max, "total": all.len(), "issues": page })).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct Paging {
+    #[serde(rename = "startAt", default)]
+    start_at: usize,
+}
+
+async fn changelog(State(f): State<FakeJira>, h: HeaderMap, Path((v, key)): Path<(String, String)>, axum::extract::Query(q): axum::extract::Query<Paging>) -> Response {
+    enter!(f, v, h);
+    let w = f.world.lock().unwrap();
+    let all = w.changelogs.get(&key).cloned().unwrap_or_default();
+    let page: Vec<Value> = all.iter().skip(q.start_at).take(100).cloned().collect();
+    Json(json!({ "startAt": q.start_at, "maxResults": 100, "total": all.len(), "values": page })).into_response()
 }

@@ -167,6 +167,59 @@ impl JiraTracker {
     }
 }
 
+/// One entry of an issue's changelog (backfill replays them).
+#[derive(Deserialize)]
+pub(crate) struct PastChange {
+    pub(crate) created: String,
+    #[serde(default)]
+    pub(crate) author: Option<Value>,
+    #[serde(flatten)]
+    pub(crate) log: crate::ingest::jira::Changelog,
+}
+
+impl JiraTracker {
+    /// One page (50) of a project's issues, oldest first; `None` past the last.
+    pub(crate) async fn list_issues(&self, project: &str, start: usize) -> TrackerResult<Option<Vec<IssueSnapshot>>> {
+        #[derive(Deserialize)]
+        struct Page {
+            issues: Vec<RawIssue>,
+        }
+        let jql = format!("project = \"{project}\" ORDER BY created ASC");
+        let path = format!("/search?jql={}&startAt={start}&maxResults=50", percent_encoding::utf8_percent_encode(&jql, percent_encoding::NON_ALPHANUMERIC));
+        let page: Page = parse("search", &self.call(Method::GET, &path, None).await?)?;
+        if page.issues.is_empty() {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        for raw in page.issues {
+            out.push(snapshot(raw, &self.fields, Utc::now()).map_err(|e| TrackerError::Rejected(e.to_string()))?);
+        }
+        Ok(Some(out))
+    }
+
+    /// An issue's changelog, oldest first.
+    pub(crate) async fn changelog(&self, issue: &IssueKey) -> TrackerResult<Vec<PastChange>> {
+        #[derive(Deserialize)]
+        struct Page {
+            #[serde(default)]
+            total: usize,
+            values: Vec<PastChange>,
+        }
+        let mut all: Vec<PastChange> = Vec::new();
+        loop {
+            let path = format!("/issue/{}/changelog?startAt={}&maxResults=100", issue.short(), all.len());
+            let page: Page = parse("changelog", &self.call(Method::GET, &path, None).await?)?;
+            let n = page.values.len();
+            all.extend(page.values);
+            if n == 0 || all.len() >= page.total {
+                break;
+            }
+        }
+        all.sort_by_key(|c| crate::ingest::jira::jira_time(&c.created));
+        Ok(all)
+    }
+}
+
 /// Splits rollgate's marker line off a comment: Jira keeps the tag as a property instead.
 fn split_marker(body: &str) -> (Option<&str>, &str) {
     match crate::policy::boxes::marker_tag(body) {
