@@ -84,3 +84,35 @@ async fn monthly_and_weekly_issues_are_filed_once_and_kept_up_to_date() {
     assert!(log.body.contains("| park |") && log.body.contains("trigger: after the migration"), "{}", log.body);
     h.app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn after_downtime_the_missed_reports_and_decisions_logs_are_filed_once() {
+    let clock = Arc::new(FixedClock::new(t("2026-11-23T10:00:00Z")));
+    let h = Harness::start_clocked(|_| {}, clock).await;
+    let github = GithubTracker::new(&h.github.url, &Secret::new(support::fake_github::TOKEN), RetryPolicy::default()).unwrap();
+    let store = h.app.store.clone();
+    // The service last ran in early November: August's report and week 45's log were filed.
+    let then = t("2026-11-02T10:00:00Z");
+    assert!(store.claim_job("metrics-report", "2026-08", then).await.unwrap());
+    store.finish_job("metrics-report", "2026-08", Ok("github:x/y#1"), then).await.unwrap();
+    assert!(store.claim_job("decisions-log", "2026-W45", then).await.unwrap());
+    store.finish_job("decisions-log", "2026-W45", Ok("github:x/y#2 0"), then).await.unwrap();
+    let jobs = Jobs {
+        store: store.clone(),
+        calendar: Arc::new(Default::default()),
+        policies: support::policies_dir(),
+        target: Some(REPO.into()),
+        trackers: Trackers { github: Some(Arc::new(github)), jira: None },
+        last_refresh: Default::default(),
+    };
+    let done = jobs.run_due(t("2026-11-23T10:00:00Z")).await.unwrap();
+    let filed: Vec<&String> = done.iter().filter(|d| d.starts_with("filed")).collect();
+    for want in ["filed the 2026-09 metrics report", "filed the 2026-10 metrics report", "filed Decisions log — 2026-W46", "filed Decisions log — 2026-W47", "filed Decisions log — 2026-W48"] {
+        assert!(filed.iter().any(|d| d.starts_with(want)), "{want}: {done:?}");
+    }
+    assert_eq!(filed.len(), 5, "{done:?}");
+    *jobs.last_refresh.lock().unwrap() = None;
+    let again = jobs.run_due(t("2026-11-23T10:05:00Z")).await.unwrap();
+    assert!(again.iter().all(|d| !d.starts_with("filed")), "{again:?}");
+    h.app.stop().await.unwrap();
+}

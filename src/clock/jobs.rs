@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 /// Weekly issues are rebuilt at most this often (they read a week of history).
 const REFRESH: Duration = Duration::from_secs(600);
+/// After downtime, missed monthly reports and weekly decisions logs are filed late, this many
+/// periods back at most.
+const CATCH_UP: usize = 12;
 
 pub struct Jobs {
     pub store: Arc<dyn Store>,
@@ -32,24 +35,19 @@ impl Jobs {
         let Some(target) = self.target.clone() else { return Ok(Vec::new()) };
         let mut done = Vec::new();
         let today = self.calendar.local_date(now);
-        let month = Month::of(today).prev();
-        let period = month.to_string();
-        if self.store.claim_job("metrics-report", &period, now).await? {
-            let filed = async {
-                let (title, body) = report::monthly(self.store.as_ref(), &self.calendar, &self.policies, month).await?;
-                report::post(&self.trackers, &target, &title, &body).await
+        let last_month = Month::of(today).prev();
+        // Every month since the last report filed (after downtime), else just last month.
+        let mut months = vec![last_month];
+        if let Some(last) = self.store.last_period("metrics-report").await?.and_then(|p| p.parse::<Month>().ok()) {
+            months.clear();
+            let mut m = last.next();
+            while m <= last_month && months.len() < CATCH_UP {
+                months.push(m);
+                m = m.next();
             }
-            .await;
-            match filed {
-                Ok(key) => {
-                    self.store.finish_job("metrics-report", &period, Ok(&key.to_string()), now).await?;
-                    done.push(format!("filed the {month} metrics report as {}", key.short()));
-                }
-                Err(e) => {
-                    self.store.finish_job("metrics-report", &period, Err(&format!("{e:#}")), now).await?;
-                    return Err(e.context(format!("the {month} metrics report")));
-                }
-            }
+        }
+        for month in months {
+            done.extend(self.monthly(&target, month, now).await?);
         }
         {
             let mut last = self.last_refresh.lock().expect("refresh time");
@@ -57,6 +55,19 @@ impl Jobs {
                 return Ok(done);
             }
             *last = Some(Instant::now());
+        }
+        // Decisions logs of weeks missed during downtime, then this week's (kept up to date).
+        let this_monday = weekly::monday(today);
+        if let Some(last) = self.store.last_period("decisions-log").await? {
+            let mut monday = this_monday - chrono::Duration::weeks(CATCH_UP as i64);
+            while monday < this_monday {
+                let week = weekly::iso_week(monday);
+                if week > last {
+                    let (title, body) = weekly::decisions_log(self.store.as_ref(), &self.calendar, monday).await?;
+                    done.extend(self.keep_weekly("decisions-log", &week, &target, &title, &body, now).await?);
+                }
+                monday += chrono::Duration::weeks(1);
+            }
         }
         let week = weekly::iso_week(today);
         let (title, body) = weekly::decisions_log(self.store.as_ref(), &self.calendar, today).await?;
@@ -67,6 +78,31 @@ impl Jobs {
             done.extend(self.keep_weekly("tuesday-agenda", &week, &target, &title, &body, now).await?);
         }
         Ok(done)
+    }
+
+    /// Files `month`'s metrics issue unless it was filed.
+    async fn monthly(&self, target: &str, month: Month, now: DateTime<Utc>) -> anyhow::Result<Option<String>> {
+        let period = month.to_string();
+        if !self.store.claim_job("metrics-report", &period, now).await? {
+            return Ok(None);
+        }
+        {
+            let filed = async {
+                let (title, body) = report::monthly(self.store.as_ref(), &self.calendar, &self.policies, month).await?;
+                report::post(&self.trackers, target, &title, &body).await
+            }
+            .await;
+            match filed {
+                Ok(key) => {
+                    self.store.finish_job("metrics-report", &period, Ok(&key.to_string()), now).await?;
+                    Ok(Some(format!("filed the {month} metrics report as {}", key.short())))
+                }
+                Err(e) => {
+                    self.store.finish_job("metrics-report", &period, Err(&format!("{e:#}")), now).await?;
+                    Err(e.context(format!("the {month} metrics report")))
+                }
+            }
+        }
     }
 
     /// Files the week's issue once, then edits it when its text changes.

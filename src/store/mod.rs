@@ -187,6 +187,8 @@ pub trait Store: Send + Sync + 'static {
     /// With `done`, the job row (name, period) is recorded done in the same transaction, so a
     /// resumed backfill knows exactly which issues it already imported.
     async fn import(&self, snapshot: &IssueSnapshot, history: &[HistoryEntry], done: Option<(&str, &str)>) -> anyhow::Result<()>;
+    /// The latest period a job ran for (periods sort as text: `2026-11`, `2026-W48`).
+    async fn last_period(&self, name: &str) -> anyhow::Result<Option<String>>;
     /// What a finished job recorded (the issue it filed), if it ran for that period.
     async fn job_result(&self, name: &str, period: &str) -> anyhow::Result<Option<String>>;
     /// Every issue the store holds a view of (for the weekly and monthly jobs).

@@ -430,6 +430,11 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn last_period(&self, name: &str) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query("SELECT MAX(period) AS p FROM jobs WHERE name = ?").bind(name).fetch_one(&self.pool).await?;
+        Ok(row.get::<Option<String>, _>("p"))
+    }
+
     async fn job_result(&self, name: &str, period: &str) -> anyhow::Result<Option<String>> {
         let row = sqlx::query("SELECT result FROM jobs WHERE name = ? AND period = ? AND state = 'done'")
             .bind(name)
