@@ -31,6 +31,24 @@ impl SqliteStore {
     }
 }
 
+/// Puts an event in the inbox unless its delivery is there already; true when added.
+async fn insert_event<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(executor: E, event: &Event) -> anyhow::Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO inbox (tracker, delivery_id, kind, issue_key, event, received_at)
+         VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (tracker, delivery_id) DO NOTHING",
+    )
+    .bind(event.tracker().as_str())
+    .bind(event.delivery.as_str())
+    .bind(&event.kind)
+    .bind(event.issue.key.to_string())
+    .bind(json(event)?)
+    .bind(to_ms(event.received_at))
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 fn json<T: serde::Serialize>(v: &T) -> anyhow::Result<String> {
     serde_json::to_string(v).context("serializing for the store")
 }
@@ -48,20 +66,8 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue(&self, event: &Event) -> anyhow::Result<Inserted> {
-        let done = sqlx::query(
-            "INSERT INTO inbox (tracker, delivery_id, kind, issue_key, event, received_at)
-             VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT (tracker, delivery_id) DO NOTHING",
-        )
-        .bind(event.tracker().as_str())
-        .bind(event.delivery.as_str())
-        .bind(&event.kind)
-        .bind(event.issue.key.to_string())
-        .bind(json(event)?)
-        .bind(to_ms(event.received_at))
-        .execute(&self.pool)
-        .await?;
-        Ok(if done.rows_affected() == 1 { Inserted::Queued } else { Inserted::Duplicate })
+        let added = insert_event(&self.pool, event).await?;
+        Ok(if added { Inserted::Queued } else { Inserted::Duplicate })
     }
 
     async fn ready(
@@ -336,18 +342,7 @@ impl Store for SqliteStore {
             tx.rollback().await?;
             return Ok(false);
         }
-        sqlx::query(
-            "INSERT INTO inbox (tracker, delivery_id, kind, issue_key, event, received_at)
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tracker, delivery_id) DO NOTHING",
-        )
-        .bind(event.tracker().as_str())
-        .bind(event.delivery.as_str())
-        .bind(&event.kind)
-        .bind(event.issue.key.to_string())
-        .bind(json(event)?)
-        .bind(to_ms(event.received_at))
-        .execute(&mut *tx)
-        .await?;
+        insert_event(&mut *tx, event).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -1,14 +1,14 @@
 //! GitHub through octocrab. Calls go through octocrab's raw request methods so the retry loop
 //! sees status and headers (`Retry-After`, `X-RateLimit-*`), which octocrab's typed errors drop.
 
-use super::retry::{classify, RetryPolicy};
+use super::retry::{Answer, RetryPolicy};
 use super::{Comment, Tracker, TrackerError, TrackerResult};
 use crate::config::Secret;
 use crate::model::{CommentId, IssueKey, IssueSnapshot};
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::Utc;
-use http::{Method, StatusCode};
+use http::Method;
 use octocrab::Octocrab;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
@@ -39,60 +39,28 @@ impl GithubTracker {
 
     /// One API call with retries in place; returns the response body of a 2xx.
     async fn call(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> TrackerResult<String> {
-        let mut attempt = 0;
-        loop {
-            let last = attempt + 1 >= self.retry.attempts;
-            let sent = match method {
-                Method::GET => self.client._get(path).await,
-                Method::POST => self.client._post(path, body.as_ref()).await,
-                Method::PATCH => self.client._patch(path, body.as_ref()).await,
-                Method::DELETE => self.client._delete(path, body.as_ref()).await,
-                _ => unreachable!("only GET, POST, PATCH and DELETE are used"),
-            };
-            let wait = match sent {
-                Err(e) => {
-                    // Connection refused or reset, timeout: nothing reached GitHub or we
-                    // cannot tell; every call we make is safe to repeat.
-                    if last {
-                        return Err(TrackerError::Transient(format!("{method} {path}: {e}")));
+        let what = format!("{method} {path}");
+        self.retry
+            .run("GitHub", &what, message, || async {
+                let sent = match method {
+                    Method::GET => self.client._get(path).await,
+                    Method::POST => self.client._post(path, body.as_ref()).await,
+                    Method::PATCH => self.client._patch(path, body.as_ref()).await,
+                    Method::DELETE => self.client._delete(path, body.as_ref()).await,
+                    _ => unreachable!("only GET, POST, PATCH and DELETE are used"),
+                };
+                match sent {
+                    Err(e) => Answer::Transport(e.to_string()),
+                    Ok(response) => {
+                        let (status, headers) = (response.status(), response.headers().clone());
+                        match self.client.body_to_string(response).await {
+                            Ok(text) => Answer::Response { status, headers, text },
+                            Err(e) => Answer::Transport(format!("reading the body: {e}")),
+                        }
                     }
-                    self.retry.backoff(attempt)
                 }
-                Ok(response) => {
-                    let status = response.status();
-                    let headers = response.headers().clone();
-                    let text = self
-                        .client
-                        .body_to_string(response)
-                        .await
-                        .map_err(|e| TrackerError::Transient(format!("{method} {path}: reading body: {e}")))?;
-                    if status.is_success() {
-                        return Ok(text);
-                    }
-                    if status == StatusCode::NOT_FOUND {
-                        return Err(TrackerError::NotFound);
-                    }
-                    let now = Utc::now();
-                    let Some(asked) = classify(status, &headers, &text, now) else {
-                        return Err(TrackerError::Rejected(format!("{method} {path}: {status} {}", message(&text))));
-                    };
-                    let wait = asked.unwrap_or_else(|| self.retry.backoff(attempt));
-                    if wait > self.retry.max_wait_in_place || last {
-                        let retry_at = now + chrono::Duration::from_std(wait.max(self.retry.backoff(attempt)))
-                            .unwrap_or(chrono::Duration::seconds(60));
-                        return Err(if asked.is_some() || status.as_u16() == 429 || status.as_u16() == 403 {
-                            TrackerError::RateLimited { retry_at }
-                        } else {
-                            TrackerError::Transient(format!("{method} {path}: {status}"))
-                        });
-                    }
-                    tracing::warn!(%status, attempt, wait_ms = wait.as_millis() as u64, "GitHub asked us to wait");
-                    wait
-                }
-            };
-            tokio::time::sleep(wait).await;
-            attempt += 1;
-        }
+            })
+            .await
     }
 
     fn issue_path(issue: &IssueKey) -> String {

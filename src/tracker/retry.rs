@@ -1,8 +1,18 @@
 //! How long to wait before trying a tracker call again.
 
+use super::{TrackerError, TrackerResult};
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, StatusCode};
+use std::future::Future;
 use std::time::Duration;
+
+/// What one attempt of a tracker call came back with.
+pub enum Answer {
+    /// Nothing usable arrived (connection refused or reset, timeout).
+    Transport(String),
+    /// A response: status, headers and body text.
+    Response { status: StatusCode, headers: HeaderMap, text: String },
+}
 
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -23,6 +33,45 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     pub fn backoff(&self, attempt: u32) -> Duration {
         self.base.saturating_mul(1 << attempt.min(10))
+    }
+
+    /// Runs one call, again as long as it is worth it: 5xx, 429 and rate limits are waited out
+    /// in place (honouring `Retry-After` and `X-RateLimit-Reset`); a wait too long for that, or
+    /// the last attempt, goes back to the queue with the time to retry. `what` names the call
+    /// in errors; `message` reads the tracker's error text from a body. Every call rollgate
+    /// makes is safe to repeat.
+    pub async fn run<F, Fut>(&self, tracker: &str, what: &str, message: fn(&str) -> String, mut attempt: F) -> TrackerResult<String>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Answer>,
+    {
+        let mut n = 0;
+        loop {
+            let last = n + 1 >= self.attempts;
+            let wait = match attempt().await {
+                Answer::Transport(e) if last => return Err(TrackerError::Transient(format!("{what}: {e}"))),
+                Answer::Transport(_) => self.backoff(n),
+                Answer::Response { status, text, .. } if status.is_success() => return Ok(text),
+                Answer::Response { status, .. } if status == StatusCode::NOT_FOUND => return Err(TrackerError::NotFound),
+                Answer::Response { status, headers, text } => {
+                    let now = Utc::now();
+                    let Some(asked) = classify(status, &headers, &text, now) else {
+                        return Err(TrackerError::Rejected(format!("{what}: {status} {}", message(&text))));
+                    };
+                    let wait = asked.unwrap_or_else(|| self.backoff(n));
+                    if wait > self.max_wait_in_place || last {
+                        let until = wait.max(self.backoff(n));
+                        let retry_at = now + chrono::Duration::from_std(until).unwrap_or(chrono::Duration::seconds(60));
+                        let limited = asked.is_some() || status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::FORBIDDEN;
+                        return Err(if limited { TrackerError::RateLimited { retry_at } } else { TrackerError::Transient(format!("{what}: {status}")) });
+                    }
+                    tracing::warn!(%status, attempt = n, wait_ms = wait.as_millis() as u64, "{tracker} asked us to wait");
+                    wait
+                }
+            };
+            tokio::time::sleep(wait).await;
+            n += 1;
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 
 pub mod markup;
 
-use super::retry::{classify, RetryPolicy};
+use super::retry::{Answer, RetryPolicy};
 use super::{Comment, FieldUpdate, Tracker, TrackerError, TrackerResult};
 use crate::config::JiraSettings;
 use crate::ingest::jira::{snapshot, JiraFields, RawIssue};
@@ -83,50 +83,22 @@ impl JiraTracker {
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> TrackerResult<String> {
-        let mut attempt = 0;
-        loop {
-            let last = attempt + 1 >= self.retry.attempts;
-            let mut req = self.http.request(method.clone(), self.url(path)).header("authorization", &self.auth).header("accept", "application/json");
-            if let Some(b) = &body {
-                req = req.json(b);
-            }
-            let wait = match req.send().await {
-                Err(e) => {
-                    if last {
-                        return Err(TrackerError::Transient(format!("{method} {path}: {e}")));
-                    }
-                    self.retry.backoff(attempt)
+        let what = format!("{method} {path}");
+        self.retry
+            .run("Jira", &what, message, || async {
+                let mut req = self.http.request(method.clone(), self.url(path)).header("authorization", &self.auth).header("accept", "application/json");
+                if let Some(b) = &body {
+                    req = req.json(b);
                 }
-                Ok(resp) => {
-                    let status = resp.status();
-                    let headers = resp.headers().clone();
-                    let text = resp.text().await.unwrap_or_default();
-                    if status.is_success() {
-                        return Ok(text);
+                match req.send().await {
+                    Err(e) => Answer::Transport(e.to_string()),
+                    Ok(resp) => {
+                        let (status, headers) = (resp.status(), resp.headers().clone());
+                        Answer::Response { status, headers, text: resp.text().await.unwrap_or_default() }
                     }
-                    if status.as_u16() == 404 {
-                        return Err(TrackerError::NotFound);
-                    }
-                    let now = Utc::now();
-                    let Some(asked) = classify(status, &headers, &text, now) else {
-                        return Err(TrackerError::Rejected(format!("{method} {path}: {status} {}", message(&text))));
-                    };
-                    let wait = asked.unwrap_or_else(|| self.retry.backoff(attempt));
-                    if wait > self.retry.max_wait_in_place || last {
-                        let retry_at = now + chrono::Duration::from_std(wait.max(self.retry.backoff(attempt))).unwrap_or(chrono::Duration::seconds(60));
-                        return Err(if asked.is_some() || status.as_u16() == 429 {
-                            TrackerError::RateLimited { retry_at }
-                        } else {
-                            TrackerError::Transient(format!("{method} {path}: {status}"))
-                        });
-                    }
-                    tracing::warn!(%status, attempt, wait_ms = wait.as_millis() as u64, "Jira asked us to wait");
-                    wait
                 }
-            };
-            tokio::time::sleep(wait).await;
-            attempt += 1;
-        }
+            })
+            .await
     }
 
     /// Markdown to what this Jira accepts as a comment or description body.
