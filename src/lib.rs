@@ -8,6 +8,7 @@ pub mod config;
 pub mod explain;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod policy;

@@ -262,3 +262,27 @@ async fn an_edited_policy_file_changes_the_outcome_without_recompiling() {
     assert_eq!(h.github.labels(REPO, 9), sorted(&["type/bug", "scope/single-client", "lane/A", "rollout/1-direct", "status/planning"]));
     h.app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn metrics_count_deliveries_effects_and_tracker_calls() {
+    let h = Harness::start().await;
+    h.github.seed(REPO, 50, &["type/bug"]);
+    h.deliver("issues", "m-1", &issue_event("issues.opened.json", 50, &["type/bug"], None)).await;
+    let body = serde_json::to_vec(&issue_event("issues.opened.json", 50, &["type/bug"], None)).unwrap();
+    support::send(&h.http, &h.url(), "issues", "m-2", body, Some("sha256=00")).await;
+    h.settle().await;
+    let text = h.http.get(format!("{}/metrics", h.url())).send().await.unwrap().text().await.unwrap();
+    let value = |line_start: &str| -> f64 {
+        text.lines().find(|l| l.starts_with(line_start)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(-1.0)
+    };
+    // The registry is per process and tests run in parallel: at least ours is counted.
+    assert!(value("rollgate_deliveries_total{tracker=\"github\",outcome=\"queued\"}") >= 1.0, "{text}");
+    assert!(value("rollgate_deliveries_total{tracker=\"github\",outcome=\"unauthorized\"}") >= 1.0, "{text}");
+    assert!(value("rollgate_effects_total{kind=\"add_labels\",result=\"applied\"}") >= 1.0, "{text}");
+    assert!(value("rollgate_tracker_calls_total{tracker=\"github\",outcome=\"ok\"}") >= 1.0, "{text}");
+    assert!(value("rollgate_evaluation_seconds_count") >= 1.0, "{text}");
+    assert_eq!(value("rollgate_inbox_pending"), 0.0, "{text}");
+    assert!(text.contains("rollgate_policy_info{version=\""), "{text}");
+    assert!(text.contains("# TYPE rollgate_evaluation_seconds histogram"), "{text}");
+    h.app.stop().await.unwrap();
+}

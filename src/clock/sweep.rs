@@ -47,6 +47,7 @@ pub async fn fire_due(store: &dyn Store, now: DateTime<Utc>) -> anyhow::Result<u
             let Some(state) = store.issue_state(&t.issue_key).await? else { continue };
             if store.fire_timer(t, &timer_event(t, state.snapshot, now)).await? {
                 fired += 1;
+                crate::metrics::METRICS.inc("rollgate_timers_fired_total", &[]);
                 progressed = true;
             }
         }

@@ -43,10 +43,30 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/jira", post(webhook::jira))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/admin/reload", post(admin::reload))
         .route("/api/v1/evaluate", post(api::evaluate))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// GET /metrics: Prometheus text. Counters from the process; inbox gauges from the store.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let policy = state.policies.current();
+    let mut gauges = vec![("rollgate_policy_info", "The running policy set (value 1).", format!("{{version=\"{}\"}}", policy.version), 1.0)];
+    let reload_error = if state.reloader.status().error.is_some() { 1.0 } else { 0.0 };
+    gauges.push(("rollgate_policy_reload_failing", "1 while the newest policy files are refused.", String::new(), reload_error));
+    match state.store.inbox_stats().await {
+        Ok(s) => {
+            let age = s.oldest_pending.map(|t| (state.clock.now() - t).num_milliseconds().max(0) as f64 / 1000.0).unwrap_or(0.0);
+            gauges.push(("rollgate_inbox_pending", "Events waiting in the inbox.", String::new(), s.pending as f64));
+            gauges.push(("rollgate_inbox_oldest_age_seconds", "Age of the oldest waiting event.", String::new(), age));
+            gauges.push(("rollgate_dead_letters", "Events that gave up (rollgate replay).", String::new(), s.dead as f64));
+        }
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "metrics: the store did not answer"),
+    }
+    let body = crate::metrics::METRICS.render(&gauges);
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 /// Ready when the store answers and a policy set is loaded. A refused reload does not make the

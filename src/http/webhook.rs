@@ -3,6 +3,7 @@
 
 use super::AppState;
 use crate::ingest::{github, jira, signature, Parsed};
+use crate::metrics::METRICS;
 use crate::model::Event;
 use crate::model::DeliveryId;
 use crate::store::Inserted;
@@ -35,12 +36,14 @@ impl FromRequest<AppState> for SignedGithub {
         let headers: HeaderMap = req.headers().clone();
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         // Bytes enforces DefaultBodyLimit: an oversized body is a 413 here.
-        let body = Bytes::from_request(req, state).await.map_err(IntoResponse::into_response)?;
+        let body = Bytes::from_request(req, state).await.map_err(|e| rejected("github", "too_large", e.into_response()))?;
         if state.github_secrets.is_empty() {
+            METRICS.inc("rollgate_deliveries_total", &[("tracker", "github"), ("outcome", "unauthorized")]);
             return Err(refuse(StatusCode::UNAUTHORIZED, "no GitHub webhook secret is configured"));
         }
         if !signature::verify(&state.github_secrets, &body, header("x-hub-signature-256").as_deref()) {
             tracing::warn!(delivery = header("x-github-delivery").unwrap_or_default(), "GitHub delivery with a missing or wrong signature");
+            METRICS.inc("rollgate_deliveries_total", &[("tracker", "github"), ("outcome", "unauthorized")]);
             return Err(refuse(StatusCode::UNAUTHORIZED, "missing or wrong X-Hub-Signature-256"));
         }
         let event = header("x-github-event").ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "missing X-GitHub-Event"))?;
@@ -56,15 +59,30 @@ pub async fn github(axum::extract::State(state): axum::extract::State<AppState>,
     let parsed = match github::parse(&d.event, d.delivery.clone(), &d.body, received_at) {
         Ok(p) => p,
         Err(e) => {
+            METRICS.inc("rollgate_deliveries_total", &[("tracker", "github"), ("outcome", "unparseable")]);
             tracing::info!(delivery = %d.delivery, event = %d.event, reason = %e, "unparseable GitHub delivery");
             return refuse(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
-    answer(&state, parsed, &d.delivery).await
+    answer(&state, parsed, &d.delivery, "github").await
+}
+
+/// Counts a delivery refused before it was read.
+fn rejected(tracker: &str, outcome: &str, r: Response) -> Response {
+    METRICS.inc("rollgate_deliveries_total", &[("tracker", tracker), ("outcome", outcome)]);
+    r
 }
 
 /// Stores an event (or says why not) and answers: the same rules for every tracker.
-async fn answer(state: &AppState, parsed: Parsed, delivery: &DeliveryId) -> Response {
+async fn answer(state: &AppState, parsed: Parsed, delivery: &DeliveryId, tracker: &str) -> Response {
+    let outcome = match &parsed {
+        Parsed::Ping => "ping",
+        Parsed::Ignored(_) => "ignored",
+        Parsed::Event(_) => "",
+    };
+    if !outcome.is_empty() {
+        METRICS.inc("rollgate_deliveries_total", &[("tracker", tracker), ("outcome", outcome)]);
+    }
     match parsed {
         Parsed::Ping => reply(StatusCode::OK, json!({ "status": "pong" })),
         Parsed::Ignored(kind) => {
@@ -85,12 +103,14 @@ async fn enqueue(state: &AppState, event: &Event) -> Response {
                 }
                 Inserted::Duplicate => "duplicate",
             };
+            METRICS.inc("rollgate_deliveries_total", &[("tracker", event.tracker().as_str()), ("outcome", status)]);
             tracing::info!(tracker = %event.tracker(), delivery = %event.delivery, issue = %event.issue.key.short(), kind = %event.kind, status, "delivery");
             reply(StatusCode::ACCEPTED, json!({ "status": status, "delivery": event.delivery }))
         }
         Err(e) => {
             // Not stored, so not acknowledged: the tracker shows the failure and can redeliver.
             tracing::error!(delivery = %event.delivery, error = %format!("{e:#}"), "could not store a delivery");
+            METRICS.inc("rollgate_deliveries_total", &[("tracker", event.tracker().as_str()), ("outcome", "store_error")]);
             refuse(StatusCode::SERVICE_UNAVAILABLE, "could not store the delivery; redeliver it")
         }
     }
@@ -109,10 +129,11 @@ impl FromRequest<AppState> for SignedJira {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let headers: HeaderMap = req.headers().clone();
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let body = Bytes::from_request(req, state).await.map_err(IntoResponse::into_response)?;
+        let body = Bytes::from_request(req, state).await.map_err(|e| rejected("jira", "too_large", e.into_response()))?;
         if let Some(secret) = &state.jira_secret {
             if !signature::verify(std::slice::from_ref(secret), &body, header("x-hub-signature").as_deref()) {
                 tracing::warn!("Jira delivery with a missing or wrong signature");
+                METRICS.inc("rollgate_deliveries_total", &[("tracker", "jira"), ("outcome", "unauthorized")]);
                 return Err(refuse(StatusCode::UNAUTHORIZED, "missing or wrong X-Hub-Signature"));
             }
         }
@@ -127,8 +148,9 @@ impl FromRequest<AppState> for SignedJira {
 pub async fn jira(axum::extract::State(state): axum::extract::State<AppState>, d: SignedJira) -> Response {
     let received_at = state.clock.now();
     match jira::parse(&d.body, d.delivery.clone(), received_at, &state.jira_fields) {
-        Ok(parsed) => answer(&state, parsed, &d.delivery).await,
+        Ok(parsed) => answer(&state, parsed, &d.delivery, "jira").await,
         Err(e) => {
+            METRICS.inc("rollgate_deliveries_total", &[("tracker", "jira"), ("outcome", "unparseable")]);
             tracing::info!(delivery = %d.delivery, reason = %e, "unparseable Jira delivery");
             refuse(StatusCode::BAD_REQUEST, e.to_string())
         }

@@ -62,8 +62,10 @@ impl Reloader {
                 status.error = None;
                 let current = self.handle.current();
                 if set.version == current.version {
+                    crate::metrics::METRICS.inc("rollgate_policy_reloads_total", &[("result", "unchanged")]);
                     return Ok(Reloaded::Unchanged(current.version.to_string()));
                 }
+                crate::metrics::METRICS.inc("rollgate_policy_reloads_total", &[("result", "reloaded")]);
                 let (from, to) = (current.version.to_string(), set.version.to_string());
                 self.handle.replace(set);
                 status.reloads += 1;
@@ -72,6 +74,7 @@ impl Reloader {
             }
             Err(e) => {
                 tracing::error!(trigger = why, error = %e, "policy reload refused; the running set keeps serving");
+                crate::metrics::METRICS.inc("rollgate_policy_reloads_total", &[("result", "refused")]);
                 status.error = Some(e.clone());
                 Err(e)
             }

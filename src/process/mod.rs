@@ -222,6 +222,7 @@ impl Processor {
             // A failing rule is retried: an operator may fix the policy before the attempts run out.
             .map_err(|e| Failure::Retry { error: e.to_string(), not_before: None })?;
         let eval_us = eval_started.elapsed().as_micros() as u64;
+        crate::metrics::METRICS.observe_eval(eval_us);
         let Prepared { mut view, normalized, tracker_changes: mut new_history, .. } = prepared;
 
         // A revert is destructive: plan it against the issue as the tracker holds it now, not
@@ -274,6 +275,13 @@ impl Processor {
                     comment_updates.push((tag.clone(), c));
                 }
             }
+            let kind = match &effect {
+                Effect::AddLabels { .. } => "add_labels",
+                Effect::RemoveLabel { .. } => "remove_label",
+                Effect::UpsertComment { .. } => "comment",
+                Effect::SetOpen { .. } => "set_open",
+            };
+            crate::metrics::METRICS.inc("rollgate_effects_total", &[("kind", kind), ("result", result)]);
             applied.push(Applied { effect, result, comment_id });
         }
         let apply_ms = apply_started.elapsed().as_millis() as u64;

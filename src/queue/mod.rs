@@ -96,14 +96,19 @@ impl Queue {
     async fn handle(&self, item: &InboxItem) {
         let result = self.processor.process(item).await;
         let recorded = match result {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                crate::metrics::METRICS.inc("rollgate_events_total", &[("result", "done")]);
+                Ok(())
+            }
             Err(failure) => {
                 let attempts = item.attempts + 1;
                 let (error, not_before, permanent) = match failure {
                     Failure::Retry { error, not_before } => (error, not_before, false),
                     Failure::Permanent(error) => (error, None, true),
                 };
-                if permanent || attempts >= self.max_attempts {
+                let dead = permanent || attempts >= self.max_attempts;
+                crate::metrics::METRICS.inc("rollgate_events_total", &[("result", if dead { "dead" } else { "retry" })]);
+                if dead {
                     tracing::error!(
                         issue = %item.event.issue.key.short(),
                         delivery = %item.event.delivery,

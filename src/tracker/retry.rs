@@ -46,9 +46,20 @@ impl RetryPolicy {
         Fut: Future<Output = Answer>,
     {
         let mut n = 0;
+        let label = tracker.to_ascii_lowercase();
+        let count = |outcome: &str| crate::metrics::METRICS.inc("rollgate_tracker_calls_total", &[("tracker", &label), ("outcome", outcome)]);
         loop {
             let last = n + 1 >= self.attempts;
-            let wait = match attempt().await {
+            let answer = attempt().await;
+            let outcome = match &answer {
+                Answer::Transport(_) => "transient",
+                Answer::Response { status, .. } if status.is_success() => "ok",
+                Answer::Response { status, .. } if *status == StatusCode::NOT_FOUND => "not_found",
+                Answer::Response { status, headers, text } if classify(*status, headers, text, Utc::now()).is_some() => "rate_limited_or_5xx",
+                Answer::Response { .. } => "rejected",
+            };
+            count(outcome);
+            let wait = match answer {
                 Answer::Transport(e) if last => return Err(TrackerError::Transient(format!("{what}: {e}"))),
                 Answer::Transport(_) => self.backoff(n),
                 Answer::Response { status, text, .. } if status.is_success() => return Ok(text),
