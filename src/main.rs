@@ -76,6 +76,8 @@ enum Command {
         #[arg(long, conflicts_with = "github")]
         jira: Option<String>,
     },
+    /// Check configuration, database, policies, tracker credentials and reachability.
+    Doctor,
     /// Print what rollgate decided on one issue and why: `rollgate explain owner/repo#12`.
     Explain { issue: String },
     /// List dead letters, or put them back in the inbox: `rollgate replay 12 14` or `--all`.
@@ -191,6 +193,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (None, None) => unreachable!("clap requires one"),
             };
             println!("{what}: {} issue(s) imported ({} history rows), {} already imported before", p.issues, p.rows, p.skipped);
+        }
+        Command::Doctor => {
+            let (report, ok) = rollgate::doctor::doctor(&settings).await;
+            print!("{report}");
+            if !ok {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::Explain { issue } => {
             let key: IssueKey = issue.parse()?;

@@ -109,3 +109,40 @@ async fn sweep_at_a_time_previews_then_fires_the_due_timers_once() {
     assert!(!ok && err.contains("RFC 3339"), "{err}");
     h.app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn doctor_says_what_works_and_what_to_fix() {
+    let github = support::fake_github::FakeGithub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |token: &str, policies: std::path::PathBuf| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollgate"));
+        cmd.arg("doctor")
+            .current_dir(dir.path())
+            .env_clear()
+            .env("ROLLGATE_DATABASE_URL", format!("sqlite://{}", dir.path().join("d.db").display()))
+            .env("ROLLGATE_POLICIES", policies)
+            .env("ROLLGATE_GITHUB_API_URL", &github.url)
+            .env("ROLLGATE_GITHUB_TOKEN", token)
+            .env("ROLLGATE_GITHUB_WEBHOOK_SECRET", "s");
+        async move {
+            let out = cmd.output().await.unwrap();
+            (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+        }
+    };
+    let (ok, out) = run(support::fake_github::TOKEN, support::policies_dir()).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("ok    database: reachable and migrated"), "{out}");
+    assert!(out.contains("ok    github: ") && out.contains("the token acts as rollgate[bot]"), "{out}");
+    assert!(out.contains(" fixtures pass") && !out.contains("see `rollgate test`"), "{out}");
+    assert!(out.contains("warn  roles: nobody has the PM role"), "{out}");
+    assert!(out.trim_end().ends_with("rollgate can serve."), "{out}");
+
+    let broken = tempfile::tempdir().unwrap();
+    support::copy_dir(&support::policies_dir(), broken.path());
+    std::fs::write(broken.path().join("rules/40-lanes.rhai"), "fn decide(issue, event, ctx) { let x = ; }").unwrap();
+    let (ok, out) = run("wrong-token", broken.path().to_path_buf()).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("FAIL  github: ") && out.contains("401"), "{out}");
+    assert!(out.contains("FAIL  policies: ") && out.contains("40-lanes.rhai:1:"), "{out}");
+    assert!(out.trim_end().ends_with("fix the FAIL lines above."), "{out}");
+}

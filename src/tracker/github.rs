@@ -93,6 +93,12 @@ pub struct PastEvent {
 }
 
 impl GithubTracker {
+    /// The login the token acts as (GET /user): proves the URL and the credentials.
+    pub async fn whoami(&self) -> TrackerResult<String> {
+        let user: RawUser = parse("user", &self.call(Method::GET, "/user", None).await?)?;
+        Ok(user.login)
+    }
+
     /// One page (100) of a repository's issues, pull requests left out; `None` past the last.
     pub async fn list_issues(&self, repo: &str, page: u32) -> TrackerResult<Option<Vec<IssueSnapshot>>> {
         let path = format!("/repos/{repo}/issues?state=all&sort=created&direction=asc&per_page=100&page={page}");

@@ -90,6 +90,7 @@ impl FakeGithub {
             .route("/repos/{o}/{r}/issues/{n}/labels", post(add_labels))
             .route("/repos/{o}/{r}/issues/{n}/labels/{name}", delete(remove_label))
             .route("/orgs/{org}/teams/{team}/memberships/{user}", get(membership))
+            .route("/user", get(whoami))
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         fake
@@ -464,4 +465,9 @@ async fn list_events(State(f): State<Shared>, h: HeaderMap, Path((o, r, n)): Pat
     let per = p.per_page.unwrap_or(30).min(100);
     let page = p.page.unwrap_or(1).max(1);
     Json(i.events.iter().skip((page - 1) * per).take(per).cloned().collect::<Vec<_>>()).into_response()
+}
+
+async fn whoami(State(f): State<Shared>, h: HeaderMap) -> Response {
+    enter!(f, h);
+    Json(json!({"login": BOT_LOGIN, "type": "Bot"})).into_response()
 }

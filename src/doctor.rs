@@ -1,0 +1,116 @@
+//! `rollgate doctor`: checks what a running service needs and says what to fix.
+
+use crate::config::Settings;
+use crate::policy::{fixtures, PolicySet};
+use crate::tracker::github::GithubTracker;
+use crate::tracker::jira::JiraTracker;
+use crate::tracker::RetryPolicy;
+use std::fmt::Write;
+use std::sync::Arc;
+
+#[derive(PartialEq, Eq, PartialOrd, Ord, Clone, Copy)]
+enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+struct Report {
+    text: String,
+    worst: Level,
+}
+
+impl Report {
+    fn line(&mut self, level: Level, what: &str, detail: impl AsRef<str>) {
+        let mark = match level {
+            Level::Ok => "ok  ",
+            Level::Warn => "warn",
+            Level::Fail => "FAIL",
+        };
+        let _ = writeln!(self.text, "{mark}  {what}: {}", detail.as_ref());
+        self.worst = self.worst.max(level);
+    }
+}
+
+/// Runs every check; returns the report and whether nothing failed.
+pub async fn doctor(settings: &Settings) -> (String, bool) {
+    let mut r = Report { text: String::new(), worst: Level::Ok };
+    r.line(Level::Ok, "configuration", settings.describe());
+    // A short retry: the doctor should answer quickly about an unreachable tracker.
+    let retry = RetryPolicy { attempts: 1, ..RetryPolicy::default() };
+
+    match crate::store::open(&settings.database_url).await {
+        Ok(store) => match store.inbox_stats().await {
+            Ok(s) => r.line(Level::Ok, "database", format!("reachable and migrated; {} pending, {} dead letters", s.pending, s.dead)),
+            Err(e) => r.line(Level::Fail, "database", format!("{e:#}")),
+        },
+        Err(e) => r.line(Level::Fail, "database", format!("{e:#} — check ROLLGATE_DATABASE_URL and that its directory is writable")),
+    }
+
+    match settings.calendar().map(Arc::new) {
+        Err(e) => r.line(Level::Fail, "calendar", format!("{e:#}")),
+        Ok(cal) => match PolicySet::load(&settings.policies, cal) {
+            Err(e) => r.line(Level::Fail, "policies", format!("{e} — fix it, then `rollgate check {}`", settings.policies.display())),
+            Ok(set) => match fixtures::run_dir(&set, &settings.policies) {
+                Ok(outcomes) => {
+                    let failed = outcomes.iter().filter(|o| !o.failures.is_empty()).count();
+                    let level = if failed > 0 { Level::Fail } else { Level::Ok };
+                    r.line(level, "policies", format!("version {}, {} rules, {} of {} fixtures pass{}", set.version, set.rule_names().len(), outcomes.len() - failed, outcomes.len(), if failed > 0 { " — see `rollgate test`" } else { "" }));
+                }
+                Err(e) => r.line(Level::Fail, "policies", format!("reading fixtures: {e:#}")),
+            },
+        },
+    }
+
+    let gh = &settings.github;
+    match (&gh.token, gh.webhook_secrets.is_empty()) {
+        (None, _) => r.line(Level::Warn, "github", "no ROLLGATE_GITHUB_TOKEN: GitHub events are decided and recorded, nothing is applied"),
+        (Some(token), _) => match GithubTracker::new(&gh.api_url, token, retry.clone()) {
+            Err(e) => r.line(Level::Fail, "github", format!("{e:#}")),
+            Ok(t) => match t.whoami().await {
+                Ok(login) => r.line(Level::Ok, "github", format!("{} answers; the token acts as {login}", gh.api_url)),
+                Err(e) => r.line(Level::Fail, "github", format!("{e} — check ROLLGATE_GITHUB_API_URL and ROLLGATE_GITHUB_TOKEN")),
+            },
+        },
+    }
+    if gh.webhook_secrets.is_empty() {
+        r.line(Level::Warn, "github webhook", "no ROLLGATE_GITHUB_WEBHOOK_SECRET: every GitHub delivery is refused with 401");
+    } else {
+        r.line(Level::Ok, "github webhook", format!("{} secret(s) accepted", gh.webhook_secrets.len()));
+    }
+
+    if settings.jira.base_url.is_some() {
+        if settings.jira.api_token.is_none() {
+            r.line(Level::Warn, "jira", "ROLLGATE_JIRA_BASE_URL without ROLLGATE_JIRA_API_TOKEN: Jira events are recorded, nothing is applied");
+        } else {
+            match JiraTracker::connect(&settings.jira, retry).await {
+                Ok(t) => {
+                    let f = t.fields();
+                    let unmapped: Vec<&String> = f.mapping.fields.keys().filter(|k| !f.ids.contains_key(*k)).collect();
+                    if unmapped.is_empty() {
+                        r.line(Level::Ok, "jira", format!("REST v{} answers; every mapped custom field found", settings.jira.api_version()));
+                    } else {
+                        r.line(Level::Warn, "jira", format!("REST v{} answers; no custom field for {unmapped:?} — see deploy/jira/README.md", settings.jira.api_version()));
+                    }
+                }
+                Err(e) => r.line(Level::Fail, "jira", format!("{e:#} — check ROLLGATE_JIRA_BASE_URL, _EMAIL and _API_TOKEN")),
+            }
+        }
+        if settings.jira.webhook_secret.is_none() {
+            r.line(Level::Warn, "jira webhook", "no ROLLGATE_JIRA_WEBHOOK_SECRET: unsigned Jira deliveries are accepted");
+        }
+    }
+
+    if settings.roles.pm.is_empty() {
+        r.line(Level::Warn, "roles", "nobody has the PM role (ROLLGATE_ROLES_PM): anyone may set rollout type and lane");
+    } else {
+        r.line(Level::Ok, "roles", format!("{} PM, {} QA lead entries", settings.roles.pm.len(), settings.roles.qa_lead.len()));
+    }
+    match &settings.reports_target {
+        Some(t) => r.line(Level::Ok, "reports", format!("filed in {t}")),
+        None => r.line(Level::Warn, "reports", "no ROLLGATE_REPORTS_TARGET: the monthly report, decisions log and agenda are not filed"),
+    }
+    let ok = r.worst < Level::Fail;
+    let _ = writeln!(r.text, "{}", if ok { "rollgate can serve." } else { "fix the FAIL lines above." });
+    (r.text, ok)
+}
