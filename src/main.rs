@@ -78,6 +78,12 @@ enum Command {
     },
     /// Check configuration, database, policies, tracker credentials and reachability.
     Doctor,
+    /// Prepare a tracker for the playbook: `setup github --repo owner/name` creates or updates
+    /// every label of the vocabulary (names, colours, descriptions from the policy pack).
+    Setup {
+        #[command(subcommand)]
+        target: SetupTarget,
+    },
     /// Print what rollgate decided on one issue and why: `rollgate explain owner/repo#12`.
     Explain { issue: String },
     /// List dead letters, or put them back in the inbox: `rollgate replay 12 14` or `--all`.
@@ -86,6 +92,14 @@ enum Command {
         ids: Vec<i64>,
         #[arg(long, conflicts_with = "ids")]
         all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SetupTarget {
+    Github {
+        #[arg(long)]
+        repo: String,
     },
 }
 
@@ -193,6 +207,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (None, None) => unreachable!("clap requires one"),
             };
             println!("{what}: {} issue(s) imported ({} history rows), {} already imported before", p.issues, p.rows, p.skipped);
+        }
+        Command::Setup { target: SetupTarget::Github { repo } } => {
+            let token = settings.github.token.as_ref().context("setup writes labels: set ROLLGATE_GITHUB_TOKEN")?;
+            let tracker = rollgate::tracker::github::GithubTracker::new(&settings.github.api_url, token, rollgate::tracker::RetryPolicy::default())?;
+            let set = rollgate::policy::PolicySet::load(&settings.policies, Arc::new(settings.calendar()?)).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (created, updated, same) = tracker.sync_labels(&repo, &set.vocabulary.label_specs()).await?;
+            println!("{repo}: {created} label(s) created, {updated} updated, {same} already right");
         }
         Command::Doctor => {
             let (report, ok) = rollgate::doctor::doctor(&settings).await;

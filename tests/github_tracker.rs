@@ -76,3 +76,21 @@ async fn roles_come_from_logins_and_team_slugs() {
     resolver.roles_of("dev1").await;
     assert_eq!(github.requests(), asked);
 }
+
+#[tokio::test]
+async fn setup_creates_the_playbooks_labels_and_puts_drift_right() {
+    let github = FakeGithub::start().await;
+    let set = rollgate::policy::PolicySet::load(&support::policies_dir(), Default::default()).unwrap();
+    let specs = set.vocabulary.label_specs();
+    assert!(specs.iter().any(|(n, c, d)| n == "lane/B" && c == "0e8a16" && d == "Playbook lane: B"));
+    assert!(specs.iter().any(|(n, _, d)| n == "needs/demo" && d == "Playbook flag: needs-demo"));
+    let t = tracker(&github, TOKEN);
+    let (created, updated, same) = t.sync_labels(REPO, &specs).await.unwrap();
+    assert_eq!((created, updated, same), (specs.len(), 0, 0));
+    assert_eq!(github.repo_labels(REPO).len(), specs.len());
+    // Someone recolours a label; setup puts it back, through the percent-encoded name.
+    github.recolor_label(REPO, "rollout/3-demoed", "000000");
+    assert_eq!(t.sync_labels(REPO, &specs).await.unwrap(), (0, 1, specs.len() - 1));
+    assert_eq!(github.repo_labels(REPO)["rollout/3-demoed"].0, "fbca04");
+    assert_eq!(t.sync_labels(REPO, &specs).await.unwrap(), (0, 0, specs.len()));
+}

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 #[derive(Debug, Clone, Default)]
 pub struct Vocabulary {
+    colors: BTreeMap<String, String>,
     /// field -> value -> label, in file order of values.
     fields: BTreeMap<String, Vec<(String, String)>>,
     /// flag -> label.
@@ -42,12 +43,15 @@ struct TrackerVocabulary {
     fields: toml::Table,
     #[serde(default)]
     flags: BTreeMap<String, String>,
+    /// Label colours for `rollgate setup github`: by field, and `flags`.
+    #[serde(default)]
+    colors: BTreeMap<String, String>,
 }
 
 impl Vocabulary {
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let file: File = toml::from_str(text)?;
-        let mut v = Vocabulary::default();
+        let mut v = Vocabulary { colors: file.github.colors.clone(), ..Default::default() };
         for (field, values) in file.github.fields {
             let toml::Value::Table(values) = values else {
                 bail!("fields.{field} must be a table of value = \"label\"");
@@ -98,6 +102,21 @@ impl Vocabulary {
 
     pub fn flag_label(&self, flag: &str) -> Option<&str> {
         self.flags.get(flag).map(String::as_str)
+    }
+
+    /// Every label of the vocabulary with a colour and a description, for `rollgate setup`.
+    pub fn label_specs(&self) -> Vec<(String, String, String)> {
+        let color = |k: &str| self.colors.get(k).cloned().unwrap_or_else(|| "ededed".into()).trim_start_matches('#').to_string();
+        let mut out = Vec::new();
+        for (field, values) in &self.fields {
+            for (value, label) in values {
+                out.push((label.clone(), color(field), format!("Playbook {field}: {value}")));
+            }
+        }
+        for (flag, label) in &self.flags {
+            out.push((label.clone(), color("flags"), format!("Playbook flag: {flag}")));
+        }
+        out
     }
 
     /// The (field, value) a label stands for.

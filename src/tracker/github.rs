@@ -93,6 +93,45 @@ pub struct PastEvent {
 }
 
 impl GithubTracker {
+    /// Creates or updates the repository's labels to `specs` (name, colour, description);
+    /// returns how many were created, updated and already right.
+    pub async fn sync_labels(&self, repo: &str, specs: &[(String, String, String)]) -> TrackerResult<(usize, usize, usize)> {
+        #[derive(Deserialize)]
+        struct Label {
+            name: String,
+            #[serde(default)]
+            color: String,
+            #[serde(default)]
+            description: Option<String>,
+        }
+        let mut existing = std::collections::BTreeMap::new();
+        for page in 1.. {
+            let batch: Vec<Label> = parse("labels", &self.call(Method::GET, &format!("/repos/{repo}/labels?per_page=100&page={page}"), None).await?)?;
+            let n = batch.len();
+            existing.extend(batch.into_iter().map(|l| (l.name.clone(), l)));
+            if n < 100 {
+                break;
+            }
+        }
+        let (mut created, mut updated, mut same) = (0, 0, 0);
+        for (name, color, description) in specs {
+            match existing.get(name) {
+                None => {
+                    let body = json!({ "name": name, "color": color, "description": description });
+                    self.call(Method::POST, &format!("/repos/{repo}/labels"), Some(body)).await?;
+                    created += 1;
+                }
+                Some(l) if l.color.eq_ignore_ascii_case(color) && l.description.as_deref() == Some(description.as_str()) => same += 1,
+                Some(_) => {
+                    let path = format!("/repos/{repo}/labels/{}", utf8_percent_encode(name, PATH_SEGMENT));
+                    self.call(Method::PATCH, &path, Some(json!({ "color": color, "description": description }))).await?;
+                    updated += 1;
+                }
+            }
+        }
+        Ok((created, updated, same))
+    }
+
     /// The login the token acts as (GET /user): proves the URL and the credentials.
     pub async fn whoami(&self) -> TrackerResult<String> {
         let user: RawUser = parse("user", &self.call(Method::GET, "/user", None).await?)?;

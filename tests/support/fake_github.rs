@@ -51,6 +51,8 @@ struct World {
     requests: u64,
     /// (org/team, login) pairs that are active members.
     teams: Vec<(String, String)>,
+    /// Repository labels: repo -> name -> (colour, description).
+    repo_labels: BTreeMap<String, BTreeMap<String, (String, String)>>,
     /// Issues whose events GitHub refuses (a backfill interrupted at a known point).
     refuse_events: Vec<u64>,
     faults: VecDeque<Fault>,
@@ -91,6 +93,8 @@ impl FakeGithub {
             .route("/repos/{o}/{r}/issues/{n}/labels/{name}", delete(remove_label))
             .route("/orgs/{org}/teams/{team}/memberships/{user}", get(membership))
             .route("/user", get(whoami))
+            .route("/repos/{o}/{r}/labels", get(list_repo_labels).post(create_repo_label))
+            .route("/repos/{o}/{r}/labels/{name}", axum::routing::patch(update_repo_label))
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         fake
@@ -172,6 +176,18 @@ impl FakeGithub {
             e["label"] = json!({ "name": l });
         }
         i.events.push(e);
+    }
+
+    /// The repository's labels: name -> (colour, description).
+    pub fn repo_labels(&self, repo: &str) -> BTreeMap<String, (String, String)> {
+        self.world.lock().unwrap().repo_labels.get(repo).cloned().unwrap_or_default()
+    }
+
+    /// A person recolours a label in the web UI.
+    pub fn recolor_label(&self, repo: &str, name: &str, color: &str) {
+        if let Some(l) = self.world.lock().unwrap().repo_labels.get_mut(repo).and_then(|m| m.get_mut(name)) {
+            l.0 = color.to_string();
+        }
     }
 
     pub fn writes(&self) -> Vec<String> {
@@ -470,4 +486,41 @@ async fn list_events(State(f): State<Shared>, h: HeaderMap, Path((o, r, n)): Pat
 async fn whoami(State(f): State<Shared>, h: HeaderMap) -> Response {
     enter!(f, h);
     Json(json!({"login": BOT_LOGIN, "type": "Bot"})).into_response()
+}
+
+async fn list_repo_labels(State(f): State<Shared>, h: HeaderMap, Path((o, r)): Path<(String, String)>, Query(p): Query<Page>) -> Response {
+    enter!(f, h);
+    let w = f.world.lock().unwrap();
+    let per = p.per_page.unwrap_or(30).min(100);
+    let page = p.page.unwrap_or(1).max(1);
+    let all = w.repo_labels.get(&format!("{o}/{r}")).cloned().unwrap_or_default();
+    let items: Vec<Value> = all.iter().skip((page - 1) * per).take(per).map(|(n, (c, d))| json!({"name": n, "color": c, "description": d})).collect();
+    Json(items).into_response()
+}
+
+async fn create_repo_label(State(f): State<Shared>, h: HeaderMap, Path((o, r)): Path<(String, String)>, Json(b): Json<Value>) -> Response {
+    enter!(f, h);
+    let name = b["name"].as_str().unwrap_or("").to_string();
+    f.write(format!("POST label {name}"));
+    let mut w = f.world.lock().unwrap();
+    let labels = w.repo_labels.entry(format!("{o}/{r}")).or_default();
+    if labels.contains_key(&name) {
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"message": "Validation Failed"}))).into_response();
+    }
+    labels.insert(name.clone(), (b["color"].as_str().unwrap_or("").into(), b["description"].as_str().unwrap_or("").into()));
+    (StatusCode::CREATED, Json(json!({"name": name}))).into_response()
+}
+
+async fn update_repo_label(State(f): State<Shared>, h: HeaderMap, Path((o, r, name)): Path<(String, String, String)>, Json(b): Json<Value>) -> Response {
+    enter!(f, h);
+    f.write(format!("PATCH label {name}"));
+    let mut w = f.world.lock().unwrap();
+    let Some(l) = w.repo_labels.get_mut(&format!("{o}/{r}")).and_then(|m| m.get_mut(&name)) else { return not_found() };
+    if let Some(c) = b["color"].as_str() {
+        l.0 = c.into();
+    }
+    if let Some(d) = b["description"].as_str() {
+        l.1 = d.into();
+    }
+    Json(json!({"name": name})).into_response()
 }
