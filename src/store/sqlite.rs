@@ -31,6 +31,24 @@ impl SqliteStore {
     }
 }
 
+async fn insert_history<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(executor: E, key: &str, h: &HistoryEntry, delivery: &str) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO history (issue_key, at, field, old_value, new_value, actor, source, delivery)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(key)
+    .bind(to_ms(h.at))
+    .bind(&h.field)
+    .bind(&h.from)
+    .bind(&h.to)
+    .bind(&h.actor)
+    .bind(h.source.as_str())
+    .bind(delivery)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
 /// Puts an event in the inbox unless its delivery is there already; true when added.
 async fn insert_event<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(executor: E, event: &Event) -> anyhow::Result<bool> {
     let done = sqlx::query(
@@ -137,20 +155,7 @@ impl Store for SqliteStore {
             .await?;
         }
         for h in &c.history {
-            sqlx::query(
-                "INSERT INTO history (issue_key, at, field, old_value, new_value, actor, source, delivery)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&key)
-            .bind(to_ms(h.at))
-            .bind(&h.field)
-            .bind(&h.from)
-            .bind(&h.to)
-            .bind(&h.actor)
-            .bind(h.source.as_str())
-            .bind(&c.audit.delivery)
-            .execute(&mut *tx)
-            .await?;
+            insert_history(&mut *tx, &key, h, &c.audit.delivery).await?;
         }
         for (purpose, due) in &c.timers {
             match due {
@@ -395,19 +400,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         for h in history {
-            sqlx::query(
-                "INSERT INTO history (issue_key, at, field, old_value, new_value, actor, source, delivery)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, 'import')",
-            )
-            .bind(&key)
-            .bind(to_ms(h.at))
-            .bind(&h.field)
-            .bind(&h.from)
-            .bind(&h.to)
-            .bind(&h.actor)
-            .bind(h.source.as_str())
-            .execute(&mut *tx)
-            .await?;
+            insert_history(&mut *tx, &key, h, "import").await?;
         }
         if let Some((name, period)) = done {
             sqlx::query(
