@@ -286,6 +286,7 @@ impl PolicySet {
         let mut ctx = to_dynamic(&Ctx {
             history: input.history,
             state: latest_state(input.history),
+            entered: views::entered(input.history),
             before: input.before.as_ref().map(|b| BeforeView {
                 fields: &b.normalized.fields,
                 flags: b.normalized.flags.iter().map(|f| (f.as_str(), true)).collect(),

@@ -25,6 +25,17 @@ pub(super) fn record_into_state(ctx: &mut Dynamic, records: &[(String, String)])
     }
 }
 
+/// When each field last took each value.
+pub(super) fn entered(history: &[HistoryEntry]) -> BTreeMap<String, DateTime<Utc>> {
+    let mut out = BTreeMap::new();
+    for h in history {
+        if let Some(to) = &h.to {
+            out.insert(format!("{}={to}", h.field), h.at);
+        }
+    }
+    out
+}
+
 /// The latest recorded value of every field: the state later rules read without scanning
 /// the whole history. A cleared field is absent.
 pub(super) fn latest_state(history: &[HistoryEntry]) -> BTreeMap<&str, &str> {
@@ -181,6 +192,9 @@ pub(super) struct BeforeView<'a> {
 pub(super) struct Ctx<'a> {
     pub(super) history: &'a [HistoryEntry],
     pub(super) state: BTreeMap<&'a str, &'a str>,
+    /// "field=value" -> when the field last took that value: what clocks need, without
+    /// every rule scanning (and copying) the history.
+    pub(super) entered: BTreeMap<String, DateTime<Utc>>,
     pub(super) before: Option<BeforeView<'a>>,
     pub(super) recent: &'a [RecentDecision],
     pub(super) config: &'a super::PolicyConfig,
