@@ -6,7 +6,7 @@ use crate::ingest::{github, Parsed};
 use crate::model::DeliveryId;
 use crate::plan;
 use crate::policy::fixtures::{self, Outcome};
-use crate::policy::{PolicyConfig, PolicyRoles, PolicySet};
+use crate::policy::{PolicyConfig, PolicySet};
 use crate::process::Prepared;
 use crate::store::Store;
 use anyhow::{bail, Context};
@@ -88,7 +88,7 @@ pub async fn simulate(
         None => (None, Default::default(), Vec::new()),
     };
     let mut prepared = Prepared::new(set, &event, stored.as_ref(), &bot_comments);
-    prepared.facts.roles = roles_from_config(&config.roles, &event.actor.login);
+    prepared.facts.roles = config.roles.of_login(&event.actor.login);
     history.extend(prepared.tracker_changes.iter().cloned());
     let decision = prepared.evaluate(set, &history, &[], config, now).map_err(|e| anyhow::anyhow!("{e}"))?;
     let effects = plan::plan(&prepared.view, &prepared.normalized, &decision, &set.vocabulary, &bot_comments);
@@ -100,18 +100,6 @@ pub async fn simulate(
         "effects": effects,
     });
     Ok(serde_json::to_string_pretty(&out)?)
-}
-
-/// Roles by login only: simulate asks no tracker about team membership.
-fn roles_from_config(roles: &PolicyRoles, login: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    if roles.pm.iter().any(|m| m.eq_ignore_ascii_case(login)) {
-        out.push("pm".into());
-    }
-    if roles.qa_lead.iter().any(|m| m.eq_ignore_ascii_case(login)) {
-        out.push("qa_lead".into());
-    }
-    out
 }
 
 /// The X-GitHub-Event a payload was sent with, from its shape.

@@ -104,12 +104,7 @@ pub async fn evaluate(State(state): State<AppState>, Json(req): Json<EvaluateReq
         previous: None,
     };
     let mut prepared = Prepared::new(&policies, &event, Some(&current), &bot_comments);
-    let roles = &state.policy_config.roles;
-    for (role, members) in [("pm", &roles.pm), ("qa_lead", &roles.qa_lead)] {
-        if members.iter().any(|m| m.eq_ignore_ascii_case(&actor)) {
-            prepared.facts.roles.push(role.into());
-        }
-    }
+    prepared.facts.roles = state.policy_config.roles.of_login(&actor);
     let mut history = match state.store.history(&key).await {
         Ok(h) => h,
         Err(e) => return bad(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e:#}")),

@@ -31,18 +31,6 @@ pub struct Decision {
     pub why: Vec<String>,
 }
 
-impl Decision {
-    pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
-            && self.flags.is_empty()
-            && self.comments.is_empty()
-            && self.records.is_empty()
-            && self.open.is_none()
-            && self.blocks.is_empty()
-            && self.timers.is_empty()
-    }
-}
-
 /// One rule's answer, read from the map its `decide` returned.
 #[derive(Debug, Default)]
 pub struct RuleOutput {

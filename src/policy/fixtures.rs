@@ -252,16 +252,7 @@ pub fn decide(policies: &PolicySet, f: &Fixture, on: As) -> Result<(crate::polic
         roles: PolicyRoles { pm: f.config.pm.clone(), qa_lead: f.config.qa_lead.clone() },
         timezone: f.config.timezone.clone().unwrap_or_else(|| "UTC".into()),
     };
-    prepared.facts.roles = f.config.actor_roles.clone().unwrap_or_else(|| {
-        let mut r = Vec::new();
-        if f.config.pm.iter().any(|p| p.eq_ignore_ascii_case(&f.event.actor)) {
-            r.push("pm".to_string());
-        }
-        if f.config.qa_lead.iter().any(|p| p.eq_ignore_ascii_case(&f.event.actor)) {
-            r.push("qa_lead".to_string());
-        }
-        r
-    });
+    prepared.facts.roles = f.config.actor_roles.clone().unwrap_or_else(|| config.roles.of_login(&f.event.actor));
     let mut history: Vec<HistoryEntry> = f
         .history
         .iter()

@@ -70,6 +70,18 @@ pub struct PolicyRoles {
     pub qa_lead: Vec<String>,
 }
 
+impl PolicyRoles {
+    /// The roles a login holds by name (teams are resolved by `roles::RoleResolver`, which
+    /// asks the tracker; the dry tools and fixtures go by login only).
+    pub fn of_login(&self, login: &str) -> Vec<String> {
+        [("pm", &self.pm), ("qa_lead", &self.qa_lead)]
+            .into_iter()
+            .filter(|(_, members)| members.iter().any(|m| m.eq_ignore_ascii_case(login)))
+            .map(|(role, _)| role.to_string())
+            .collect()
+    }
+}
+
 /// A change of one field made by this event (what the tracker reported, before any rule).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FieldChange {
@@ -134,7 +146,6 @@ pub struct PolicySet {
     pub vocabulary: Vocabulary,
     /// Command names the pack handles (`[commands]` of playbook.toml); others get a reply.
     pub commands: Vec<String>,
-    pub dir: PathBuf,
     engine: Engine,
     rules: Vec<Rule>,
 }
@@ -266,7 +277,6 @@ impl PolicySet {
             version: version_of(dir)?,
             vocabulary,
             commands,
-            dir: dir.to_path_buf(),
             engine,
             rules,
         }))

@@ -122,12 +122,9 @@ pub struct MonthFigures {
     pub releases: Vec<Release>,
 }
 
-fn share(items: &[&Release], ok: impl Fn(&Release) -> bool) -> Option<(f64, Vec<IssueKey>)> {
-    if items.is_empty() {
-        return None;
-    }
-    let misses: Vec<IssueKey> = items.iter().filter(|r| !ok(r)).map(|r| r.issue.clone()).collect();
-    Some((100.0 * (items.len() - misses.len()) as f64 / items.len() as f64, misses))
+/// The percentage of `items` that `hit` counts; None without items.
+fn share(items: &[&Release], hit: impl Fn(&Release) -> bool) -> Option<f64> {
+    (!items.is_empty()).then(|| 100.0 * items.iter().filter(|r| hit(r)).count() as f64 / items.len() as f64)
 }
 
 /// A metric's value this month, whether it met its target, and the items behind a miss.
@@ -156,38 +153,24 @@ impl MonthFigures {
 pub fn metrics(cfg: &MetricsFile, months: &[MonthFigures]) -> Vec<MetricValue> {
     let this = months.last().expect("at least the report's month");
     let mut out = Vec::new();
-    let mut shares = |id: &'static str, m: &Share, pick: &dyn Fn(&MonthFigures) -> Vec<&Release>, ok: &dyn Fn(&Release) -> bool, below: bool, why: &dyn Fn(&Release) -> String| {
-        let trend = months.iter().map(|f| (f.month, share(&pick(f), |r| ok(r)).map(|(v, _)| v))).collect::<Vec<_>>();
-        let now = share(&pick(this), |r| ok(r));
-        let (pass, misses) = match &now {
-            None => (None, Vec::new()),
-            Some((v, misses)) => {
-                let pass = if below { *v < m.target } else { *v >= m.target };
-                let why_of = |k: &IssueKey| pick(this).into_iter().find(|r| &r.issue == k).map(|r| why(r)).unwrap_or_default();
-                (Some(pass), if pass { Vec::new() } else { misses.iter().map(|k| (k.clone(), why_of(k))).collect() })
-            }
+    // A share metric: the percentage of `pick`'s releases that `hit` counts, to stay at or
+    // above the target (M1-M3) or below it (`below`, M9). A miss lists the releases on the
+    // wrong side: not hit for "at least", hit for "below".
+    let mut shares = |id: &'static str, m: &Share, pick: &dyn Fn(&MonthFigures) -> Vec<&Release>, hit: &dyn Fn(&Release) -> bool, below: bool, why: &str| {
+        let trend: Vec<_> = months.iter().map(|f| (f.month, share(&pick(f), hit))).collect();
+        let pass = trend.last().and_then(|(_, v)| *v).map(|v| if below { v < m.target } else { v >= m.target });
+        let misses = if pass == Some(false) {
+            pick(this).into_iter().filter(|r| hit(r) == below).map(|r| (r.issue.clone(), why.to_string())).collect()
+        } else {
+            Vec::new()
         };
         let target = if below { format!("< {}%", m.target) } else { format!("≥ {}%", m.target) };
         out.push(MetricValue { id, name: m.name.clone(), target, unit: "%", trend, pass, misses });
     };
-    shares("M1", &cfg.m1, &|f| f.all(), &|r| !r.late_type, false, &|_| "rollout type assigned after planning".into());
-    shares("M2", &cfg.m2, &|f| f.typed(|t| t >= 3), &|r| r.artifacts_complete, false, &|_| "released without every required artifact".into());
-    shares("M3", &cfg.m3, &|f| f.typed(|t| t == 4), &|r| r.piloted, false, &|_| "no pilot retro recorded".into());
-    // M9 counts releases that needed a rollback: "ok" is "did not".
-    shares("M9", &cfg.m9, &|f| f.all(), &|r| !r.rolled_back, true, &|_| "rolled back".into());
-    if let Some(m9) = out.pop() {
-        // Expressed as the share that rolled back.
-        let flip = |v: Option<f64>| v.map(|v| 100.0 - v);
-        let trend: Vec<_> = m9.trend.iter().map(|(m, v)| (*m, flip(*v))).collect();
-        let now = trend.last().and_then(|(_, v)| *v);
-        let pass = now.map(|v| v < cfg.m9.target);
-        let misses = if pass == Some(false) {
-            this.releases.iter().filter(|r| r.rolled_back).map(|r| (r.issue.clone(), "rolled back".to_string())).collect()
-        } else {
-            Vec::new()
-        };
-        out.push(MetricValue { trend, pass, misses, ..m9 });
-    }
+    shares("M1", &cfg.m1, &|f| f.all(), &|r| !r.late_type, false, "rollout type assigned after planning");
+    shares("M2", &cfg.m2, &|f| f.typed(|t| t >= 3), &|r| r.artifacts_complete, false, "released without every required artifact");
+    shares("M3", &cfg.m3, &|f| f.typed(|t| t == 4), &|r| r.piloted, false, "no pilot retro recorded");
+    shares("M9", &cfg.m9, &|f| f.all(), &|r| r.rolled_back, true, "rolled back");
     for (id, m) in [("M4", &cfg.m4), ("M5", &cfg.m5), ("M6", &cfg.m6), ("M7", &cfg.m7)] {
         let days = |f: &MonthFigures| -> Vec<(IssueKey, i64)> {
             f.releases.iter().filter(|r| r.rollout.as_deref() == Some(&m.rollout)).filter_map(|r| r.business_days.map(|d| (r.issue.clone(), d))).collect()

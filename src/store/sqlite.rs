@@ -481,17 +481,7 @@ impl Store for SqliteStore {
             .await?;
             for r in rows {
                 let key: IssueKey = r.get::<String, _>("issue_key").parse()?;
-                out.push((
-                    key,
-                    HistoryEntry {
-                        at: from_ms(r.get("at")),
-                        field: r.get("field"),
-                        from: r.get("old_value"),
-                        to: r.get("new_value"),
-                        actor: r.get("actor"),
-                        source: Source::parse(r.get("source")),
-                    },
-                ));
+                out.push((key, history_entry(&r)));
             }
         }
         Ok(out)
@@ -535,17 +525,7 @@ impl Store for SqliteStore {
         .bind(key.to_string())
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| HistoryEntry {
-                at: from_ms(r.get("at")),
-                field: r.get("field"),
-                from: r.get("old_value"),
-                to: r.get("new_value"),
-                actor: r.get("actor"),
-                source: Source::parse(r.get("source")),
-            })
-            .collect())
+        Ok(rows.iter().map(history_entry).collect())
     }
 
     async fn audit(&self, key: &IssueKey) -> anyhow::Result<Vec<AuditRecord>> {
@@ -575,6 +555,17 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+}
+
+fn history_entry(r: &sqlx::sqlite::SqliteRow) -> HistoryEntry {
+    HistoryEntry {
+        at: from_ms(r.get("at")),
+        field: r.get("field"),
+        from: r.get("old_value"),
+        to: r.get("new_value"),
+        actor: r.get("actor"),
+        source: Source::parse(r.get("source")),
     }
 }
 
