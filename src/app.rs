@@ -79,6 +79,11 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
     tracing::info!(version = %policies.version, rules = ?policies.rule_names(), "policy set loaded");
     let policies = PolicyHandle::new(policies);
     let store = store::open(&settings.database_url).await?;
+    // A SQLite file has one serving process: leases left in it belong to one that died.
+    let released = store.release_all_leases().await?;
+    if released > 0 {
+        tracing::info!(released, "took back the events a previous run was processing when it stopped");
+    }
     let reloader = Reloader::new(settings.policies.clone(), calendar.clone(), policies.clone());
 
     let dry_run = settings.effective_dry_run();
@@ -114,6 +119,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
         wake: wake.clone(),
         workers: settings.queue.workers,
         max_attempts: settings.queue.max_attempts,
+        lease: std::time::Duration::from_secs(settings.queue.lease_secs),
     };
     let queue = tokio::spawn(queue.run(shutdown_rx.clone()));
     tokio::spawn(reloader.clone().watch(shutdown_rx.clone()));
@@ -129,6 +135,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
     spawn_sighup_reload(reloader.clone(), shutdown_rx.clone());
 
     let state = AppState {
+        inbox: crate::store::Batcher::spawn(store.clone()),
         store: store.clone(),
         policies,
         clock,

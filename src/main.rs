@@ -104,13 +104,18 @@ enum SetupTarget {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ROLLGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ROLLGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // One JSON object per line (with the event's span fields) for log shippers; text for people.
+    match std::env::var("ROLLGATE_LOG_FORMAT").as_deref() {
+        Ok("json") => logs.json().with_current_span(true).with_span_list(false).init(),
+        Ok("text") | Err(_) => logs.init(),
+        Ok(other) => {
+            logs.init();
+            tracing::warn!(format = other, "ROLLGATE_LOG_FORMAT must be json or text; using text");
+        }
+    }
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     match runtime.block_on(run(cli)) {

@@ -28,6 +28,7 @@ const HELP: &[(&str, &str, &str)] = &[
     ("rollgate_tracker_calls_total", "counter", "Tracker API calls by tracker and outcome (ok, not_found, rejected, rate_limited_or_5xx, transient)."),
     ("rollgate_policy_reloads_total", "counter", "Policy reloads by result (reloaded, unchanged, refused)."),
     ("rollgate_timers_fired_total", "counter", "Timers fired by the sweep."),
+    ("rollgate_inbox_commits_total", "counter", "Inbox commits (group commits: one per batch of accepted deliveries)."),
 ];
 
 impl Metrics {

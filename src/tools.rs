@@ -165,6 +165,7 @@ pub async fn sweep(settings: &crate::config::Settings, at: chrono::DateTime<chro
         wake: Default::default(),
         workers: 1,
         max_attempts: settings.queue.max_attempts,
+        lease: std::time::Duration::from_secs(settings.queue.lease_secs),
     };
     let processed = queue.drain(at).await?;
     let stuck = store.retrying(20).await?;

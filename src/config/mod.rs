@@ -90,6 +90,9 @@ pub struct QueueSettings {
     pub workers: usize,
     /// Attempts before an event becomes a dead letter.
     pub max_attempts: u32,
+    /// How long a worker holds an event it claimed before another worker (or replica) may take
+    /// it over; renewed while the event is in progress, so only a crash lets it run out.
+    pub lease_secs: u64,
 }
 
 impl Default for Settings {
@@ -109,7 +112,7 @@ impl Default for Settings {
             },
             jira: JiraSettings::default(),
             roles: Roles::default(),
-            queue: QueueSettings { workers: 8, max_attempts: 8 },
+            queue: QueueSettings { workers: 8, max_attempts: 8, lease_secs: 30 },
             workweek: Vec::new(),
             holidays: Vec::new(),
             reports_target: None,
@@ -226,6 +229,9 @@ impl Settings {
             if let Some(v) = q.max_attempts {
                 self.queue.max_attempts = v;
             }
+            if let Some(v) = q.lease_secs {
+                self.queue.lease_secs = v;
+            }
         }
         self.validate()
     }
@@ -301,6 +307,10 @@ impl Settings {
                 .parse()
                 .with_context(|| format!("ROLLGATE_MAX_ATTEMPTS={v:?} is not a number"))?;
         }
+        if let Some(v) = get("ROLLGATE_LEASE_SECS") {
+            self.queue.lease_secs =
+                v.parse().with_context(|| format!("ROLLGATE_LEASE_SECS={v:?} is not a number of seconds"))?;
+        }
         self.validate()
     }
 
@@ -310,6 +320,9 @@ impl Settings {
         }
         if self.queue.max_attempts == 0 {
             bail!("queue max_attempts must be at least 1");
+        }
+        if self.queue.lease_secs < 3 {
+            bail!("queue lease_secs must be at least 3 (leases are renewed every third of it)");
         }
         self.calendar()?;
         if let Some(url) = &self.jira.base_url {
@@ -329,7 +342,7 @@ impl Settings {
         format!(
             "listen={} database={} policies={} timezone={} dry_run={} admin_token={} \
              github_api={} github_token={} github_webhook_secrets={} github_writes_per_minute={} \
-             jira_base_url={} roles_pm={} roles_qa_lead={} workers={} max_attempts={}",
+             jira_base_url={} roles_pm={} roles_qa_lead={} workers={} max_attempts={} lease_secs={}",
             self.listen,
             redact_url(&self.database_url),
             self.policies.display(),
@@ -345,12 +358,13 @@ impl Settings {
             self.roles.qa_lead.len(),
             self.queue.workers,
             self.queue.max_attempts,
+            self.queue.lease_secs,
         )
     }
 }
 
 /// Hides a password in `postgres://user:password@host/db`.
-fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = &url[scheme + 3..at];
@@ -457,6 +471,7 @@ struct FileRoles {
 struct FileQueue {
     workers: Option<usize>,
     max_attempts: Option<u32>,
+    lease_secs: Option<u64>,
 }
 
 #[cfg(test)]

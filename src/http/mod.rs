@@ -25,6 +25,8 @@ pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// Where deliveries are committed (group commit into `store`).
+    pub inbox: crate::store::Batcher,
     pub policies: PolicyHandle,
     pub clock: Arc<dyn Clock>,
     pub wake: Arc<Notify>,

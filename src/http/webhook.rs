@@ -89,12 +89,13 @@ async fn answer(state: &AppState, parsed: Parsed, delivery: &DeliveryId, tracker
             tracing::debug!(delivery = %delivery, kind, "ignored delivery");
             reply(StatusCode::ACCEPTED, json!({ "status": "ignored", "event": kind }))
         }
-        Parsed::Event(event) => enqueue(state, &event).await,
+        Parsed::Event(event) => enqueue(state, *event).await,
     }
 }
 
-async fn enqueue(state: &AppState, event: &Event) -> Response {
-    match state.store.enqueue(event).await {
+async fn enqueue(state: &AppState, event: Event) -> Response {
+    let (tracker, delivery, issue, kind) = (event.tracker(), event.delivery.clone(), event.issue.key.short(), event.kind.clone());
+    match state.inbox.enqueue(event).await {
         Ok(inserted) => {
             let status = match inserted {
                 Inserted::Queued => {
@@ -103,14 +104,14 @@ async fn enqueue(state: &AppState, event: &Event) -> Response {
                 }
                 Inserted::Duplicate => "duplicate",
             };
-            METRICS.inc("rollgate_deliveries_total", &[("tracker", event.tracker().as_str()), ("outcome", status)]);
-            tracing::info!(tracker = %event.tracker(), delivery = %event.delivery, issue = %event.issue.key.short(), kind = %event.kind, status, "delivery");
-            reply(StatusCode::ACCEPTED, json!({ "status": status, "delivery": event.delivery }))
+            METRICS.inc("rollgate_deliveries_total", &[("tracker", tracker.as_str()), ("outcome", status)]);
+            tracing::info!(%tracker, %delivery, %issue, %kind, status, "delivery");
+            reply(StatusCode::ACCEPTED, json!({ "status": status, "delivery": delivery }))
         }
         Err(e) => {
             // Not stored, so not acknowledged: the tracker shows the failure and can redeliver.
-            tracing::error!(delivery = %event.delivery, error = %format!("{e:#}"), "could not store a delivery");
-            METRICS.inc("rollgate_deliveries_total", &[("tracker", event.tracker().as_str()), ("outcome", "store_error")]);
+            tracing::error!(%delivery, error = %format!("{e:#}"), "could not store a delivery");
+            METRICS.inc("rollgate_deliveries_total", &[("tracker", tracker.as_str()), ("outcome", "store_error")]);
             refuse(StatusCode::SERVICE_UNAVAILABLE, "could not store the delivery; redeliver it")
         }
     }

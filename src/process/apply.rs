@@ -34,6 +34,18 @@ pub fn field_update(effects: &[Effect], vocab: &Vocabulary) -> FieldUpdate {
     u
 }
 
+/// The effect ledger's key for an effect: its purpose and a hash of its content.
+pub fn ledger_key(effect: &Effect) -> (String, String) {
+    let purpose = match effect {
+        Effect::AddLabels { .. } => "add_labels".to_string(),
+        Effect::RemoveLabel { .. } => "remove_label".to_string(),
+        Effect::SetOpen { .. } => "set_open".to_string(),
+        Effect::UpsertComment { tag, .. } => format!("comment:{tag}"),
+    };
+    let content = serde_json::to_string(effect).unwrap_or_default();
+    (purpose, crate::plan::body_hash(&content))
+}
+
 /// Applies one effect. Returns what happened and, for comments, the comment's id.
 pub async fn apply(
     tracker: &dyn Tracker,

@@ -242,11 +242,19 @@ impl Processor {
 
         let apply_started = Instant::now();
         let mut applied = Vec::with_capacity(effects.len());
+        // What an earlier attempt of this very event applied before it crashed or failed: a
+        // retry skips those calls (the effect ledger), so no effect is applied twice.
+        let ledger = match &tracker {
+            Some(_) => self.store.ledger(item.id).await?,
+            None => Default::default(),
+        };
         if let Some(t) = tracker.as_ref().filter(|t| t.holds_fields()) {
             // Jira: every label effect becomes one field update (and a transition for status).
             let update = apply::field_update(&effects, vocab);
-            if !update.is_empty() {
+            let content = body_hash(&format!("{update:?}"));
+            if !update.is_empty() && !ledger.contains_key(&("fields".to_string(), content.clone())) {
                 t.update_fields(key, &update).await?;
+                self.store.ledger_add(item.id, "fields", &content, None, self.clock.now()).await?;
             }
         }
         for effect in effects {
@@ -254,7 +262,16 @@ impl Processor {
                 applied.push(Applied { effect, result: "dry-run", comment_id: None });
                 continue;
             };
-            let (result, comment_id) = apply::apply(tracker.as_ref(), &view, &effect).await?;
+            let (purpose, content) = apply::ledger_key(&effect);
+            let (result, comment_id) = match ledger.get(&(purpose.clone(), content.clone())) {
+                Some(done) => ("applied-earlier", done.as_deref().and_then(|id| id.parse().ok()).map(CommentId)),
+                None => {
+                    let (result, comment_id) = apply::apply(tracker.as_ref(), &view, &effect).await?;
+                    let id = comment_id.map(|c| c.0.to_string());
+                    self.store.ledger_add(item.id, &purpose, &content, id.as_deref(), self.clock.now()).await?;
+                    (result, comment_id)
+                }
+            };
             match &effect {
                 Effect::AddLabels { labels } => {
                     for l in labels {

@@ -1,12 +1,13 @@
 //! The inbox workers: per-issue order, parallel across issues, retries with backoff, then a
-//! dead letter. All state is in the store, so a restart resumes where the last run stopped.
+//! dead letter. All state is in the store, so a restart resumes where the last run stopped,
+//! and replicas sharing a PostgreSQL store share the work: each event is leased to one worker
+//! at a time (see `Store::claim`), and a lease held by a process that died runs out.
 
 use crate::clock::Clock;
-use crate::model::IssueKey;
 use crate::process::{Failure, Processor};
 use crate::store::{InboxItem, Store};
 use chrono::{DateTime, Utc};
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch, Notify, Semaphore};
@@ -23,6 +24,9 @@ pub struct Queue {
     pub wake: Arc<Notify>,
     pub workers: usize,
     pub max_attempts: u32,
+    /// How long a claimed event is ours; renewed while it is in progress, so only a worker
+    /// that stopped (a crash) loses it.
+    pub lease: Duration,
 }
 
 /// Delay before attempt `attempts + 1`: 1 s, 2 s, 4 s, ... capped at ten minutes.
@@ -34,23 +38,23 @@ impl Queue {
     /// Runs until `shutdown` turns true, then waits for the events in flight to finish.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let queue = Arc::new(self);
-        let busy: Arc<Mutex<HashSet<IssueKey>>> = Arc::default();
+        let in_flight: Arc<Mutex<BTreeSet<i64>>> = Arc::default();
         let slots = Arc::new(Semaphore::new(queue.workers));
+        let renewer = tokio::spawn(queue.clone().renew_leases(in_flight.clone()));
         while !*shutdown.borrow() {
             let free = slots.available_permits();
             let mut claimed = 0;
             if free > 0 {
-                let exclude = busy.lock().expect("busy set").clone();
-                match queue.store.ready(queue.clock.now(), free, &exclude).await {
+                match queue.store.claim(queue.clock.now(), free, queue.lease_chrono()).await {
                     Ok(items) => {
                         claimed = items.len();
                         for item in items {
                             let permit = slots.clone().acquire_owned().await.expect("semaphore open");
-                            busy.lock().expect("busy set").insert(item.event.issue.key.clone());
-                            let (queue, busy) = (queue.clone(), busy.clone());
+                            in_flight.lock().expect("in flight").insert(item.id);
+                            let (queue, in_flight) = (queue.clone(), in_flight.clone());
                             tokio::spawn(async move {
                                 queue.handle(&item).await;
-                                busy.lock().expect("busy set").remove(&item.event.issue.key);
+                                in_flight.lock().expect("in flight").remove(&item.id);
                                 drop(permit);
                                 queue.wake.notify_one();
                             });
@@ -75,6 +79,27 @@ impl Queue {
             slots.acquire_many(queue.workers as u32),
         )
         .await;
+        renewer.abort();
+    }
+
+    fn lease_chrono(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(30))
+    }
+
+    /// Keeps the leases of the events in progress alive: a third of the lease at a time, so
+    /// two missed renewals still leave time before another replica may take one over.
+    async fn renew_leases(self: Arc<Self>, in_flight: Arc<Mutex<BTreeSet<i64>>>) {
+        let mut tick = tokio::time::interval(self.lease / 3);
+        loop {
+            tick.tick().await;
+            let ids: Vec<i64> = in_flight.lock().expect("in flight").iter().copied().collect();
+            if ids.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.store.renew(&ids, self.clock.now() + self.lease_chrono()).await {
+                tracing::warn!(error = %format!("{e:#}"), "renewing leases failed");
+            }
+        }
     }
 
     /// Processes, one at a time, everything ready at `now` (in per-issue order); returns how
@@ -82,7 +107,7 @@ impl Queue {
     pub async fn drain(&self, now: DateTime<Utc>) -> anyhow::Result<usize> {
         let mut n = 0;
         loop {
-            let items = self.store.ready(now, 16, &HashSet::new()).await?;
+            let items = self.store.claim(now, 16, self.lease_chrono()).await?;
             if items.is_empty() {
                 return Ok(n);
             }

@@ -2,8 +2,12 @@
 //! trait. Everything the service must not lose lives here: the inbox, the issue view, the bot's
 //! comments, history and the audit trail.
 
+mod batch;
+mod postgres;
 mod sqlite;
 
+pub use batch::Batcher;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::model::{CommentId, Event, IssueKey, IssueSnapshot};
@@ -11,7 +15,7 @@ use anyhow::{bail, Context};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +25,7 @@ pub enum Inserted {
     Duplicate,
 }
 
+/// A worker's claim on an issue's head event; see `Store::claim`.
 #[derive(Debug, Clone)]
 pub struct InboxItem {
     pub id: i64,
@@ -152,19 +157,33 @@ pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> anyhow::Result<()>;
     async fn ping(&self) -> anyhow::Result<()>;
 
-    /// Commits the event durably; only then may the delivery be acknowledged.
-    async fn enqueue(&self, event: &Event) -> anyhow::Result<Inserted>;
-    /// The oldest pending event of each issue that is due and not in `busy`, oldest first.
-    /// An issue whose oldest event waits for a retry yields nothing: later events wait too.
-    async fn ready(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-        busy: &HashSet<IssueKey>,
-    ) -> anyhow::Result<Vec<InboxItem>>;
+    /// Commits the events durably, in one transaction; only then may the deliveries be
+    /// acknowledged. One answer per event, in order.
+    async fn enqueue_batch(&self, events: &[Event]) -> anyhow::Result<Vec<Inserted>>;
+    async fn enqueue(&self, event: &Event) -> anyhow::Result<Inserted> {
+        Ok(self.enqueue_batch(std::slice::from_ref(event)).await?[0])
+    }
+    /// Leases to this store's owner (see `owner`) the oldest pending event of up to `limit`
+    /// issues whose head event is due and not leased by anyone, oldest first, until
+    /// `now + lease`. Only an issue's head can be leased, so its events run in arrival order
+    /// whichever worker or replica takes them; an issue whose head waits for a retry yields
+    /// nothing, and its later events wait too.
+    async fn claim(&self, now: DateTime<Utc>, limit: usize, lease: chrono::Duration) -> anyhow::Result<Vec<InboxItem>>;
+    /// Extends this owner's leases on `ids` (events still in progress) to `until`.
+    async fn renew(&self, ids: &[i64], until: DateTime<Utc>) -> anyhow::Result<()>;
+    /// Frees every lease (SQLite only, at start: one process serves a SQLite file, so any
+    /// lease found there belongs to a process that died).
+    async fn release_all_leases(&self) -> anyhow::Result<u64>;
+    /// Records the event done with everything it changed. Fails, changing nothing, when this
+    /// owner no longer holds the lease (another worker took the event over).
     async fn complete(&self, c: Completion) -> anyhow::Result<()>;
     async fn retry_at(&self, id: i64, error: &str, at: DateTime<Utc>) -> anyhow::Result<()>;
     async fn bury(&self, id: i64, error: &str) -> anyhow::Result<()>;
+    /// Effects already applied for inbox row `id` (a previous attempt that crashed or failed
+    /// part way): (purpose, content hash) -> what the call returned.
+    async fn ledger(&self, id: i64) -> anyhow::Result<HashMap<(String, String), Option<String>>>;
+    /// Records one applied effect of inbox row `id`, as soon as the tracker confirmed it.
+    async fn ledger_add(&self, id: i64, purpose: &str, content_hash: &str, result: Option<&str>, at: DateTime<Utc>) -> anyhow::Result<()>;
     async fn dead_letters(&self) -> anyhow::Result<Vec<DeadLetter>>;
     /// Pending events that have failed at least once (oldest first): what is stuck, and why.
     async fn retrying(&self, limit: usize) -> anyhow::Result<Vec<DeadLetter>>;
@@ -180,6 +199,8 @@ pub trait Store: Send + Sync + 'static {
     /// was moved) since it was read.
     async fn fire_timer(&self, timer: &Timer, event: &Event) -> anyhow::Result<bool>;
     /// Starts job `name` for `period` unless it already ran or runs: true means "run it now".
+    /// A run that started more than `JOB_STALE` ago and never finished (its process died) is
+    /// taken over.
     async fn claim_job(&self, name: &str, period: &str, now: DateTime<Utc>) -> anyhow::Result<bool>;
     /// Records a job's outcome; a failed job is released so the next sweep tries again.
     async fn finish_job(&self, name: &str, period: &str, result: Result<&str, &str>, now: DateTime<Utc>) -> anyhow::Result<()>;
@@ -202,12 +223,22 @@ pub trait Store: Send + Sync + 'static {
     async fn audit(&self, key: &IssueKey) -> anyhow::Result<Vec<AuditRecord>>;
 }
 
+/// A job run older than this that never finished is taken to have died with its process.
+pub const JOB_STALE: chrono::Duration = chrono::Duration::hours(1);
+
+/// Who holds a lease: unique per store opened, so two processes (or a restart) never share one.
+fn new_owner() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_default();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    format!("{host}:{}:{nanos:08x}", std::process::id())
+}
+
 /// Opens the store named by a database URL and applies pending migrations.
 pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
         Arc::new(SqliteStore::connect(url).await?)
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        bail!("PostgreSQL is not supported yet; use a sqlite:// URL");
+        Arc::new(PostgresStore::connect(url).await?)
     } else {
         bail!("database URL {url:?} must start with sqlite:// or postgres://");
     };
@@ -221,4 +252,13 @@ fn to_ms(t: DateTime<Utc>) -> i64 {
 
 fn from_ms(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// An inbox event as stored: JSON text. (One place, so a leaner encoding changes one function.)
+fn pack_event(event: &Event) -> anyhow::Result<String> {
+    serde_json::to_string(event).context("serializing an event for the inbox")
+}
+
+fn unpack_event(stored: &str) -> anyhow::Result<Event> {
+    Ok(serde_json::from_str(stored)?)
 }

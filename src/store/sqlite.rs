@@ -11,6 +11,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// This process's name on the leases it takes.
+    owner: String,
 }
 
 impl SqliteStore {
@@ -27,7 +29,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .with_context(|| format!("opening {url}"))?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, owner: new_owner() })
     }
 }
 
@@ -60,7 +62,7 @@ async fn insert_event<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(execut
     .bind(event.delivery.as_str())
     .bind(&event.kind)
     .bind(event.issue.key.to_string())
-    .bind(json(event)?)
+    .bind(pack_event(event)?)
     .bind(to_ms(event.received_at))
     .execute(executor)
     .await?;
@@ -83,47 +85,90 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn enqueue(&self, event: &Event) -> anyhow::Result<Inserted> {
-        let added = insert_event(&self.pool, event).await?;
-        Ok(if added { Inserted::Queued } else { Inserted::Duplicate })
+    async fn enqueue_batch(&self, events: &[Event]) -> anyhow::Result<Vec<Inserted>> {
+        // One transaction, so one fsync, for the whole batch: this is what lets ingest keep up.
+        let mut tx = self.pool.begin().await?;
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
+            let added = insert_event(&mut *tx, event).await?;
+            out.push(if added { Inserted::Queued } else { Inserted::Duplicate });
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 
-    async fn ready(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-        busy: &HashSet<IssueKey>,
-    ) -> anyhow::Result<Vec<InboxItem>> {
-        // Ask for enough rows that skipping the busy issues still fills `limit`.
+    async fn claim(&self, now: DateTime<Utc>, limit: usize, lease: chrono::Duration) -> anyhow::Result<Vec<InboxItem>> {
+        let now_ms = to_ms(now);
+        // SQLite runs one writer at a time, so choosing and leasing in one statement is atomic.
         let rows = sqlx::query(
-            "SELECT i.id, i.issue_key, i.event, i.attempts
-             FROM inbox i
-             JOIN (SELECT issue_key, MIN(id) AS id FROM inbox WHERE status = 'pending'
-                   GROUP BY issue_key) head ON head.id = i.id
-             WHERE i.next_attempt_at <= ?
-             ORDER BY i.id
-             LIMIT ?",
+            "UPDATE inbox SET lease_owner = ?, lease_until = ?
+             WHERE id IN (
+                SELECT i.id FROM inbox i
+                JOIN (SELECT issue_key, MIN(id) AS id FROM inbox WHERE status = 'pending'
+                      GROUP BY issue_key) head ON head.id = i.id
+                WHERE i.next_attempt_at <= ? AND i.lease_until <= ?
+                ORDER BY i.id LIMIT ?)
+             RETURNING id, event, attempts",
         )
-        .bind(to_ms(now))
-        .bind((limit + busy.len()) as i64)
+        .bind(&self.owner)
+        .bind(to_ms(now + lease))
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        let mut items = Vec::with_capacity(limit);
-        for row in rows {
-            let key: String = row.get("issue_key");
-            let key: IssueKey = key.parse()?;
-            if busy.contains(&key) {
-                continue;
-            }
-            let id: i64 = row.get("id");
-            let event: Event = serde_json::from_str(row.get("event"))
-                .with_context(|| format!("inbox row {id} holds an unreadable event"))?;
-            items.push(InboxItem { id, event, attempts: row.get::<i64, _>("attempts") as u32 });
-            if items.len() == limit {
-                break;
-            }
-        }
+        let mut items = rows
+            .into_iter()
+            .map(|row| {
+                let id: i64 = row.get("id");
+                let event = unpack_event(row.get("event")).with_context(|| format!("inbox row {id} holds an unreadable event"))?;
+                Ok(InboxItem { id, event, attempts: row.get::<i64, _>("attempts") as u32 })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        items.sort_by_key(|i| i.id);
         Ok(items)
+    }
+
+    async fn renew(&self, ids: &[i64], until: DateTime<Utc>) -> anyhow::Result<()> {
+        for id in ids {
+            sqlx::query("UPDATE inbox SET lease_until = ? WHERE id = ? AND lease_owner = ? AND status = 'pending'")
+                .bind(to_ms(until))
+                .bind(id)
+                .bind(&self.owner)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn release_all_leases(&self) -> anyhow::Result<u64> {
+        let done = sqlx::query("UPDATE inbox SET lease_owner = NULL, lease_until = 0 WHERE status = 'pending' AND lease_until > 0")
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn ledger(&self, id: i64) -> anyhow::Result<HashMap<(String, String), Option<String>>> {
+        let rows = sqlx::query("SELECT purpose, content_hash, result FROM effect_ledger WHERE inbox_id = ?")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| ((r.get(0), r.get(1)), r.get(2))).collect())
+    }
+
+    async fn ledger_add(&self, id: i64, purpose: &str, content_hash: &str, result: Option<&str>, at: DateTime<Utc>) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO effect_ledger (inbox_id, purpose, content_hash, result, applied_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(purpose)
+        .bind(content_hash)
+        .bind(result)
+        .bind(to_ms(at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn complete(&self, c: Completion) -> anyhow::Result<()> {
@@ -206,29 +251,34 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         let marked = sqlx::query(
-            "UPDATE inbox SET status = 'done', attempts = attempts + 1, last_error = NULL
-             WHERE id = ? AND status = 'pending'",
+            "UPDATE inbox SET status = 'done', attempts = attempts + 1, last_error = NULL,
+                              lease_owner = NULL, lease_until = 0
+             WHERE id = ? AND status = 'pending' AND lease_owner = ?",
         )
         .bind(c.inbox_id)
+        .bind(&self.owner)
         .execute(&mut *tx)
         .await?;
         if marked.rows_affected() != 1 {
-            // Someone else finished or buried it: keep their record, not ours.
+            // Our lease ran out and another worker took the event over: keep its record.
             tx.rollback().await?;
-            bail!("inbox row {} was no longer pending", c.inbox_id);
+            bail!("inbox row {} is no longer leased to this worker", c.inbox_id);
         }
+        sqlx::query("DELETE FROM effect_ledger WHERE inbox_id = ?").bind(c.inbox_id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn retry_at(&self, id: i64, error: &str, at: DateTime<Utc>) -> anyhow::Result<()> {
         sqlx::query(
-            "UPDATE inbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?
-             WHERE id = ? AND status = 'pending'",
+            "UPDATE inbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?,
+                              lease_owner = NULL, lease_until = 0
+             WHERE id = ? AND status = 'pending' AND lease_owner = ?",
         )
         .bind(error)
         .bind(to_ms(at))
         .bind(id)
+        .bind(&self.owner)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -236,11 +286,13 @@ impl Store for SqliteStore {
 
     async fn bury(&self, id: i64, error: &str) -> anyhow::Result<()> {
         sqlx::query(
-            "UPDATE inbox SET status = 'dead', attempts = attempts + 1, last_error = ?
-             WHERE id = ? AND status = 'pending'",
+            "UPDATE inbox SET status = 'dead', attempts = attempts + 1, last_error = ?,
+                              lease_owner = NULL, lease_until = 0
+             WHERE id = ? AND status = 'pending' AND lease_owner = ?",
         )
         .bind(error)
         .bind(id)
+        .bind(&self.owner)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -355,11 +407,13 @@ impl Store for SqliteStore {
     async fn claim_job(&self, name: &str, period: &str, now: DateTime<Utc>) -> anyhow::Result<bool> {
         let done = sqlx::query(
             "INSERT INTO jobs (name, period, state, started_at) VALUES (?, ?, 'running', ?)
-             ON CONFLICT (name, period) DO NOTHING",
+             ON CONFLICT (name, period) DO UPDATE SET started_at = excluded.started_at
+             WHERE jobs.state = 'running' AND jobs.started_at < ?",
         )
         .bind(name)
         .bind(period)
         .bind(to_ms(now))
+        .bind(to_ms(now - JOB_STALE))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)

@@ -43,6 +43,32 @@ pub fn echo_from_bot(mut p: Value) -> Value {
     p
 }
 
+/// The PostgreSQL server tests use: the machine's own (trust auth). Tests that need it fail
+/// when it is down; they never skip.
+pub const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
+
+/// A new, empty database on the test PostgreSQL server; its URL.
+pub async fn fresh_postgres() -> String {
+    use sqlx::Connection;
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let name = format!("rollgate_t{}_{}_{nanos}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let mut admin = sqlx::PgConnection::connect(&format!("{POSTGRES}/test"))
+        .await
+        .unwrap_or_else(|e| panic!("the test PostgreSQL at {POSTGRES}/test is not reachable ({e}); `.ci/run` starts it"));
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    format!("{POSTGRES}/{name}")
+}
+
+/// The database a harness uses: SQLite in the test's folder, or a fresh PostgreSQL database
+/// when ROLLGATE_TEST_DATABASE=postgres (the whole e2e suite runs on either store).
+pub async fn test_database(dir: &std::path::Path) -> String {
+    match std::env::var("ROLLGATE_TEST_DATABASE").as_deref() {
+        Ok("postgres") => fresh_postgres().await,
+        _ => format!("sqlite://{}", dir.join("rollgate.db").display()),
+    }
+}
+
 pub fn settings(dir: &std::path::Path, github: &FakeGithub) -> Settings {
     let mut s = Settings::default();
     s.listen = "127.0.0.1:0".parse().unwrap();
@@ -76,6 +102,7 @@ impl Harness {
         let github = FakeGithub::start().await;
         let dir = tempfile::tempdir().unwrap();
         let mut s = settings(dir.path(), &github);
+        s.database_url = test_database(dir.path()).await;
         adjust(&mut s);
         let app = rollgate::app::start_with_clock(s, clock).await.expect("rollgate starts");
         Harness { github, app, http: reqwest::Client::new(), dir }
@@ -121,7 +148,12 @@ pub async fn send(
 }
 
 pub async fn settle(store: &dyn rollgate::store::Store) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    settle_within(store, Duration::from_secs(20)).await
+}
+
+/// `settle` for a big burst: a debug build on a busy 2-core machine needs the time.
+pub async fn settle_within(store: &dyn rollgate::store::Store, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         let stats = store.inbox_stats().await.unwrap();
         if stats.pending == 0 {
@@ -143,6 +175,12 @@ pub struct Service {
 
 impl Service {
     pub async fn spawn(dir: &std::path::Path, github: &FakeGithub) -> Service {
+        let db = format!("sqlite://{}", dir.join("rollgate.db").display());
+        Self::spawn_on(dir, github, &db, &[]).await
+    }
+
+    /// A replica on database `db` (PostgreSQL for several), with extra settings.
+    pub async fn spawn_on(dir: &std::path::Path, github: &FakeGithub, db: &str, extra: &[(&str, &str)]) -> Service {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
@@ -152,7 +190,8 @@ impl Service {
             .current_dir(dir)
             .env_clear()
             .env("ROLLGATE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("ROLLGATE_DATABASE_URL", format!("sqlite://{}", dir.join("rollgate.db").display()))
+            .env("ROLLGATE_DATABASE_URL", db)
+            .envs(extra.iter().copied())
             .env("ROLLGATE_POLICIES", policies_dir())
             .env("ROLLGATE_GITHUB_API_URL", &github.url)
             .env("ROLLGATE_GITHUB_TOKEN", fake_github::TOKEN)

@@ -1,0 +1,61 @@
+//! An operator's policy that loops, recurses or allocates without bound must not take the
+//! service down: the limits stop the evaluation, the event is marked failed with a message that
+//! says which limit, and every other issue keeps being served.
+
+mod support;
+
+use serde_json::json;
+use support::{copy_dir, issue_event, policies_dir, Harness, REPO};
+
+const RULE: &str = r#"
+// A broken rule: issue 13 loops forever, 14 recurses without end, 15 builds a huge string.
+fn deep(n) { deep(n + 1) }
+
+fn decide(issue, event, ctx) {
+    let n = issue.number;
+    if n == 13 { loop { } }
+    if n == 14 { deep(0); }
+    if n == 15 { let s = "x"; loop { s += s; } }
+}
+"#;
+
+#[tokio::test]
+async fn a_runaway_policy_fails_its_event_with_a_clear_message_and_the_service_keeps_serving() {
+    let pack = tempfile::tempdir().unwrap();
+    copy_dir(&policies_dir(), pack.path());
+    std::fs::write(pack.path().join("rules/99-runaway.rhai"), RULE).unwrap();
+    let h = Harness::start_with(|s| {
+        s.policies = pack.path().to_path_buf();
+        // One attempt: the dead letter shows the message at once.
+        s.queue.max_attempts = 1;
+    })
+    .await;
+    for n in [12, 13, 14, 15, 16] {
+        h.github.seed(REPO, n, &["type/bug"]);
+        let mut p = issue_event("issues.labeled.json", n, &["type/bug"], Some("type/bug"));
+        p["issue"]["updated_at"] = json!("2027-06-01T10:00:00Z");
+        let (status, _) = h.deliver("issues", &format!("d-{n}"), &p).await;
+        assert_eq!(status, 202);
+    }
+    h.settle().await;
+
+    let dead = h.app.store.dead_letters().await.unwrap();
+    let why = |n: u64| {
+        dead.iter()
+            .find(|d| d.issue_key.ends_with(&format!("#{n}")))
+            .map(|d| d.last_error.clone())
+            .unwrap_or_else(|| panic!("issue {n} should have failed; dead letters: {dead:#?}"))
+    };
+    assert_eq!(dead.len(), 3, "only the three runaway issues fail: {dead:#?}");
+    let (looping, recursing, allocating) = (why(13), why(14), why(15));
+    assert!(looping.contains("99-runaway") && looping.to_lowercase().contains("operations"), "{looping}");
+    assert!(recursing.to_lowercase().contains("call") || recursing.to_lowercase().contains("stack"), "{recursing}");
+    assert!(allocating.to_lowercase().contains("string") || allocating.to_lowercase().contains("size"), "{allocating}");
+
+    // The neighbours were decided as usual (R1 puts a bug in lane B).
+    for n in [12, 16] {
+        assert!(h.github.labels(REPO, n).contains(&"lane/B".to_string()), "issue {n}: {:?}", h.github.labels(REPO, n));
+    }
+    let health = h.http.get(format!("{}/healthz", h.url())).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+}

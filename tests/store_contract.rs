@@ -1,0 +1,215 @@
+//! The store's promises, checked on both backends: SQLite (one process) and PostgreSQL (several
+//! replicas). Two `Store`s opened on one database stand for two replicas: each has its own lease
+//! owner, exactly as two `rollgate serve` processes do.
+
+mod support;
+
+use chrono::{DateTime, Duration, Utc};
+use rollgate::ingest::{github, Parsed};
+use rollgate::model::{DeliveryId, Event};
+use rollgate::store::{self, AuditRecord, Completion, Inserted, Store, Timer};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+fn event(number: u64, delivery: &str, at: DateTime<Utc>) -> Event {
+    let payload = support::issue_event("issues.opened.json", number, &[], None);
+    let body = serde_json::to_vec(&payload).unwrap();
+    match github::parse("issues", DeliveryId(delivery.into()), &body, at).unwrap() {
+        Parsed::Event(e) => *e,
+        _ => panic!("an issues.opened delivery is an event"),
+    }
+}
+
+fn completion(id: i64, e: &Event, at: DateTime<Utc>) -> Completion {
+    Completion {
+        inbox_id: id,
+        snapshot: e.issue.clone(),
+        bot_comments: Vec::new(),
+        history: Vec::new(),
+        timers: Vec::new(),
+        audit: AuditRecord {
+            delivery: e.delivery.to_string(),
+            issue_key: e.issue.key.to_string(),
+            kind: e.kind.clone(),
+            policy_version: "test".into(),
+            decision: serde_json::json!({}),
+            effects: serde_json::json!([]),
+            dry_run: true,
+            attempt: 1,
+            eval_us: 0,
+            apply_ms: 0,
+            total_ms: 0,
+            processed_at: at,
+        },
+    }
+}
+
+/// Two handles ("replicas") on one new database of the given kind.
+async fn two(kind: &str) -> (Arc<dyn Store>, Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match kind {
+        "sqlite" => format!("sqlite://{}", dir.path().join("rollgate.db").display()),
+        _ => support::fresh_postgres().await,
+    };
+    let a = store::open(&url).await.unwrap();
+    let b = store::open(&url).await.unwrap();
+    (a, b, dir)
+}
+
+const LEASE: Duration = Duration::seconds(30);
+
+async fn batches_store_every_delivery_once(kind: &str) {
+    let (a, _, _dir) = two(kind).await;
+    let now = Utc::now();
+    let first = a.enqueue_batch(&[event(1, "d1", now), event(2, "d2", now), event(1, "d1", now)]).await.unwrap();
+    assert_eq!(first, vec![Inserted::Queued, Inserted::Queued, Inserted::Duplicate], "{kind}");
+    assert_eq!(a.enqueue(&event(2, "d2", now)).await.unwrap(), Inserted::Duplicate, "{kind}");
+    assert_eq!(a.inbox_stats().await.unwrap().pending, 2, "{kind}");
+}
+
+/// Many workers on two replicas drain 20 issues x 10 events: every event is processed once,
+/// and each issue's events in arrival order, whoever takes them.
+async fn replicas_share_the_inbox_in_per_issue_order(kind: &str) {
+    let (a, b, _dir) = two(kind).await;
+    let now = Utc::now();
+    let mut events = Vec::new();
+    for round in 0..10 {
+        for issue in 1..=20u64 {
+            events.push(event(issue, &format!("d-{issue}-{round}"), now));
+        }
+    }
+    a.enqueue_batch(&events).await.unwrap();
+    let done: Arc<std::sync::Mutex<Vec<(String, i64)>>> = Arc::default();
+    let mut workers = Vec::new();
+    for (n, store) in [a.clone(), b.clone(), a.clone(), b.clone()].into_iter().enumerate() {
+        let done = done.clone();
+        workers.push(tokio::spawn(async move {
+            let mut idle = 0;
+            while idle < 20 {
+                let items = store.claim(Utc::now(), 3, LEASE).await.unwrap();
+                if items.is_empty() {
+                    idle += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    continue;
+                }
+                idle = 0;
+                for item in items {
+                    done.lock().unwrap().push((item.event.issue.key.to_string(), item.id));
+                    if n % 2 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                    store.complete(completion(item.id, &item.event, Utc::now())).await.unwrap();
+                }
+            }
+        }));
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+    let done = done.lock().unwrap().clone();
+    assert_eq!(done.len(), 200, "{kind}: every event processed exactly once");
+    assert_eq!(done.iter().map(|(_, id)| id).collect::<HashSet<_>>().len(), 200, "{kind}: no event twice");
+    let mut per_issue: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (issue, id) in done {
+        per_issue.entry(issue).or_default().push(id);
+    }
+    for (issue, ids) in per_issue {
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{kind}: {issue} ran out of order: {ids:?}");
+    }
+    assert_eq!(a.inbox_stats().await.unwrap().pending, 0);
+}
+
+/// A replica that dies holding a lease: the event waits until the lease runs out, then another
+/// replica takes it; the dead one's late completion is refused.
+async fn a_lease_runs_out_and_the_late_owner_is_fenced(kind: &str) {
+    let (a, b, _dir) = two(kind).await;
+    let now = Utc::now();
+    let e = event(7, "d-7", now);
+    a.enqueue(&e).await.unwrap();
+    let mine = a.claim(now, 10, LEASE).await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert!(b.claim(now + Duration::seconds(29), 10, LEASE).await.unwrap().is_empty(), "{kind}: a live lease is exclusive");
+    a.ledger_add(mine[0].id, "add_labels", "h1", None, now).await.unwrap();
+    let later = now + Duration::seconds(31);
+    let theirs = b.claim(later, 10, LEASE).await.unwrap();
+    assert_eq!(theirs.len(), 1, "{kind}: an expired lease is taken over");
+    assert_eq!(theirs[0].id, mine[0].id);
+    // The new owner sees what the old one applied, so it does not apply it again.
+    let ledger = b.ledger(theirs[0].id).await.unwrap();
+    assert!(ledger.contains_key(&("add_labels".to_string(), "h1".to_string())), "{kind}: {ledger:?}");
+    let late = a.complete(completion(mine[0].id, &e, later)).await;
+    assert!(late.is_err(), "{kind}: the old owner's completion must be refused");
+    b.complete(completion(theirs[0].id, &e, later)).await.unwrap();
+    assert!(b.ledger(theirs[0].id).await.unwrap().is_empty(), "{kind}: the ledger is cleared with the completion");
+    let stats = a.inbox_stats().await.unwrap();
+    assert_eq!((stats.pending, stats.done), (0, 1), "{kind}");
+    let audit = a.audit(&e.issue.key).await.unwrap();
+    assert_eq!(audit.len(), 1, "{kind}");
+}
+
+/// A retried head blocks its issue, not the others.
+async fn a_retry_holds_back_only_its_issue(kind: &str) {
+    let (a, _, _dir) = two(kind).await;
+    let now = Utc::now();
+    a.enqueue_batch(&[event(1, "a1", now), event(1, "a2", now), event(2, "b1", now)]).await.unwrap();
+    let first = a.claim(now, 10, LEASE).await.unwrap();
+    assert_eq!(first.len(), 2, "{kind}: one head per issue");
+    let one = first.iter().find(|i| i.event.delivery.as_str() == "a1").unwrap();
+    a.retry_at(one.id, "tracker down", now + Duration::seconds(60)).await.unwrap();
+    let two = first.iter().find(|i| i.event.delivery.as_str() == "b1").unwrap();
+    a.complete(completion(two.id, &two.event, now)).await.unwrap();
+    assert!(a.claim(now + Duration::seconds(1), 10, LEASE).await.unwrap().is_empty(), "{kind}: a2 waits behind a1");
+    let again = a.claim(now + Duration::seconds(61), 10, LEASE).await.unwrap();
+    assert_eq!(again.iter().map(|i| i.event.delivery.as_str()).collect::<Vec<_>>(), vec!["a1"], "{kind}");
+    assert_eq!(again[0].attempts, 1);
+}
+
+/// Timers and periodic jobs race across replicas: each fires or runs once.
+async fn timers_and_jobs_happen_once_across_replicas(kind: &str) {
+    let (a, b, _dir) = two(kind).await;
+    let now = Utc::now();
+    let e = event(3, "t-0", now);
+    a.enqueue(&e).await.unwrap();
+    let item = a.claim(now, 1, LEASE).await.unwrap().remove(0);
+    let mut c = completion(item.id, &e, now);
+    c.timers = vec![("sla".into(), Some(now + Duration::seconds(10)))];
+    a.complete(c).await.unwrap();
+    let due = now + Duration::seconds(11);
+    let timer = Timer { issue_key: e.issue.key.clone(), purpose: "sla".into(), due_at: now + Duration::seconds(10) };
+    let fire = |s: Arc<dyn Store>, n: &'static str| {
+        let timer = timer.clone();
+        let mut ev = e.clone();
+        ev.delivery = DeliveryId(format!("timer-{n}"));
+        ev.kind = "timer.sla".into();
+        ev.received_at = due;
+        async move { s.fire_timer(&timer, &ev).await.unwrap() }
+    };
+    let (x, y) = tokio::join!(fire(a.clone(), "a"), fire(b.clone(), "b"));
+    assert!(x ^ y, "{kind}: exactly one replica fires the timer ({x}, {y})");
+    assert_eq!(a.inbox_stats().await.unwrap().pending, 1, "{kind}: one timer event queued");
+
+    let (x, y) = tokio::join!(a.claim_job("metrics-report", "2026-10", due), b.claim_job("metrics-report", "2026-10", due));
+    assert!(x.unwrap() ^ y.unwrap(), "{kind}: exactly one replica runs the job");
+    assert!(!a.claim_job("metrics-report", "2026-10", due + Duration::minutes(5)).await.unwrap(), "{kind}: a running job is not started again");
+    // Its process died: after an hour the run is taken over, once.
+    let late = due + store::JOB_STALE + Duration::seconds(1);
+    let (x, y) = tokio::join!(a.claim_job("metrics-report", "2026-10", late), b.claim_job("metrics-report", "2026-10", late));
+    assert!(x.unwrap() ^ y.unwrap(), "{kind}: a stale run is taken over by exactly one replica");
+    a.finish_job("metrics-report", "2026-10", Ok("issue #9"), late).await.unwrap();
+    assert!(!b.claim_job("metrics-report", "2026-10", late + store::JOB_STALE * 2).await.unwrap(), "{kind}: a finished job never runs again");
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test] async fn $name() { super::$name("sqlite").await } )* }
+        mod postgres { $( #[tokio::test] async fn $name() { super::$name("postgres").await } )* }
+    };
+}
+
+both!(
+    batches_store_every_delivery_once,
+    replicas_share_the_inbox_in_per_issue_order,
+    a_lease_runs_out_and_the_late_owner_is_fenced,
+    a_retry_holds_back_only_its_issue,
+    timers_and_jobs_happen_once_across_replicas,
+);
