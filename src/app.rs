@@ -13,6 +13,7 @@ use crate::store::{self, Store};
 use crate::ingest::jira::JiraFields;
 use crate::process::Trackers;
 use crate::tracker::github::GithubTracker;
+use crate::tracker::guard::Guarded;
 use crate::tracker::jira::JiraTracker;
 use crate::tracker::{RetryPolicy, Tracker};
 use anyhow::Context;
@@ -43,14 +44,16 @@ impl Running {
 pub async fn build_trackers(settings: &Settings) -> anyhow::Result<(Trackers, JiraFields)> {
     let mut trackers = Trackers::default();
     if let (Some(token), false) = (&settings.github.token, settings.dry_run) {
-        let github: Arc<dyn Tracker> = Arc::new(GithubTracker::new(&settings.github.api_url, token, RetryPolicy::default())?);
+        let github = GithubTracker::new(&settings.github.api_url, token, RetryPolicy::default())?;
+        let github: Arc<dyn Tracker> = Arc::new(Guarded::new(github, "github", settings.github.writes_per_minute));
         trackers.github = Some(github);
     }
     let mut jira_fields = JiraFields::resolve(settings.jira.mapping.clone(), &[], None).0;
     if settings.jira_writes() && !settings.dry_run {
         let jira = JiraTracker::connect(&settings.jira, RetryPolicy::default()).await.context("connecting to Jira")?;
         jira_fields = (*jira.fields()).clone();
-        trackers.jira = Some(Arc::new(jira));
+        // Jira's limits are not GitHub's: its budget stays lifted (0); breakers still apply.
+        trackers.jira = Some(Arc::new(Guarded::new(jira, "jira", 0)));
     } else {
         let by_name: Vec<&String> = settings.jira.mapping.fields.values().filter(|n| !n.starts_with("customfield_")).collect();
         if settings.jira.base_url.is_some() && !by_name.is_empty() {

@@ -10,10 +10,16 @@ use std::sync::{LazyLock, Mutex};
 #[derive(Default)]
 pub struct Metrics {
     counters: Mutex<BTreeMap<(&'static str, String), u64>>,
+    /// Labelled gauges set where the state lives (the tracker guard): name -> label set -> value.
+    gauges: Mutex<BTreeMap<(&'static str, String), f64>>,
     /// Evaluation latency: counts per bucket upper bound (seconds), then sum and count.
     eval_buckets: [AtomicU64; BUCKETS.len()],
     eval_sum_us: AtomicU64,
     eval_count: AtomicU64,
+}
+
+fn label_set(labels: &[(&str, &str)]) -> String {
+    labels.iter().map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))).collect::<Vec<_>>().join(",")
 }
 
 const BUCKETS: [f64; 9] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25];
@@ -29,6 +35,12 @@ const HELP: &[(&str, &str, &str)] = &[
     ("rollgate_policy_reloads_total", "counter", "Policy reloads by result (reloaded, unchanged, refused)."),
     ("rollgate_timers_fired_total", "counter", "Timers fired by the sweep."),
     ("rollgate_inbox_commits_total", "counter", "Inbox commits (group commits: one per batch of accepted deliveries)."),
+    ("rollgate_circuit_state", "gauge", "Circuit breaker per tracker: 0 closed, 1 open, 2 half-open."),
+    ("rollgate_circuit_opened_total", "counter", "Times a tracker's circuit opened."),
+    ("rollgate_api_budget_remaining", "gauge", "Write tokens left per tracker and owner."),
+    ("rollgate_api_budget_waits_total", "counter", "Writes that waited for the budget, or were rescheduled, by priority."),
+    ("rollgate_api_reads_total", "counter", "Tracker reads (not limited by the budget)."),
+    ("rollgate_flap_breaker_trips_total", "counter", "Labels the flap breaker stopped rollgate from changing again."),
 ];
 
 impl Metrics {
@@ -37,8 +49,11 @@ impl Metrics {
     }
 
     pub fn add(&self, name: &'static str, labels: &[(&str, &str)], n: u64) {
-        let key = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))).collect::<Vec<_>>().join(",");
-        *self.counters.lock().expect("metrics").entry((name, key)).or_default() += n;
+        *self.counters.lock().expect("metrics").entry((name, label_set(labels))).or_default() += n;
+    }
+
+    pub fn set_gauge(&self, name: &'static str, labels: &[(&str, &str)], value: f64) {
+        self.gauges.lock().expect("metrics").insert((name, label_set(labels)), value);
     }
 
     pub fn observe_eval(&self, micros: u64) {
@@ -56,9 +71,15 @@ impl Metrics {
     pub fn render(&self, gauges: &[(&str, &str, String, f64)]) -> String {
         let mut out = String::new();
         let counters = self.counters.lock().expect("metrics").clone();
+        let set_gauges = self.gauges.lock().expect("metrics").clone();
         for (name, kind, help) in HELP {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for ((n, labels), v) in &counters {
+                if n == name {
+                    let _ = writeln!(out, "{name}{{{labels}}} {v}");
+                }
+            }
+            for ((n, labels), v) in &set_gauges {
                 if n == name {
                     let _ = writeln!(out, "{name}{{{labels}}} {v}");
                 }

@@ -8,6 +8,7 @@ use crate::plan::body_hash;
 use crate::process::Trackers;
 use crate::report::{self, weekly, Month};
 use crate::store::Store;
+use crate::tracker::guard::{with_priority, Priority};
 use chrono::{DateTime, Datelike, Utc, Weekday};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -30,8 +31,13 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    /// Runs what is due at `now`; returns what it filed or updated.
+    /// Runs what is due at `now`; returns what it filed or updated. Reports are background
+    /// work for the write budget: people's events go first.
     pub async fn run_due(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<String>> {
+        with_priority(Priority::Background, self.run_due_now(now)).await
+    }
+
+    async fn run_due_now(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<String>> {
         let Some(target) = self.target.clone() else { return Ok(Vec::new()) };
         let mut done = Vec::new();
         let today = self.calendar.local_date(now);

@@ -46,6 +46,17 @@ pub fn ledger_key(effect: &Effect) -> (String, String) {
     (purpose, crate::plan::body_hash(&content))
 }
 
+/// A label call, "flap-stopped" when the tracker guard held (one of) its labels back because
+/// rollgate kept flipping it. The issue's `updated_at` tells one decision from the next, so a
+/// retried event is not counted as another flip.
+async fn label_change(
+    issue: &IssueSnapshot,
+    call: impl std::future::Future<Output = Result<(), TrackerError>>,
+) -> Result<(&'static str, Option<CommentId>), TrackerError> {
+    let (result, stopped) = crate::tracker::guard::watching_flaps(issue.updated_at.timestamp_millis(), call).await;
+    result.map(|()| (if stopped.is_empty() { "applied" } else { "flap-stopped" }, None))
+}
+
 /// Applies one effect. Returns what happened and, for comments, the comment's id.
 pub async fn apply(
     tracker: &dyn Tracker,
@@ -56,8 +67,8 @@ pub async fn apply(
     match effect {
         // Applied as one field update before (`field_update`).
         Effect::AddLabels { .. } | Effect::RemoveLabel { .. } if tracker.holds_fields() => Ok(("applied", None)),
-        Effect::AddLabels { labels } => tracker.add_labels(key, labels).await.map(|_| ("applied", None)),
-        Effect::RemoveLabel { label } => tracker.remove_label(key, label).await.map(|_| ("applied", None)),
+        Effect::AddLabels { labels } => label_change(issue, tracker.add_labels(key, labels)).await,
+        Effect::RemoveLabel { label } => label_change(issue, tracker.remove_label(key, label)).await,
         Effect::SetOpen { open } => tracker.set_open(key, *open, None).await.map(|_| ("applied", None)),
         Effect::UpsertComment { tag, body, known } => {
             if let Some(id) = known {

@@ -14,6 +14,7 @@ use crate::plan::{self, body_hash, Effect};
 use crate::policy::{Before, Input, PolicyConfig, PolicyHandle, PolicySet, RecentDecision};
 use crate::roles::RoleResolver;
 use crate::store::{AuditRecord, BotComment, Completion, HistoryEntry, InboxItem, Source, Store};
+use crate::tracker::guard::{with_priority, Priority};
 use crate::tracker::{Tracker, TrackerError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -166,7 +167,9 @@ impl Processor {
         );
         async {
             let started = Instant::now();
-            let result = self.run(item, &policies).await;
+            // Timer events come from the sweep: they yield the API budget to people's events.
+            let priority = if event.kind.starts_with("timer.") { Priority::Background } else { Priority::Interactive };
+            let result = with_priority(priority, self.run(item, &policies)).await;
             match &result {
                 Ok(()) => tracing::info!(ms = started.elapsed().as_millis() as u64, "processed"),
                 Err(e) => tracing::warn!(attempt = item.attempts + 1, error = %e, "failed"),

@@ -25,12 +25,17 @@ pub struct GithubTracker {
 
 impl GithubTracker {
     pub fn new(api_url: &str, token: &Secret, retry: RetryPolicy) -> anyhow::Result<Self> {
+        Self::with_read_timeout(api_url, token, retry, Duration::from_secs(20))
+    }
+
+    /// As `new`, waiting at most `read_timeout` for an answer (tests stall a fake for longer).
+    pub fn with_read_timeout(api_url: &str, token: &Secret, retry: RetryPolicy, read_timeout: Duration) -> anyhow::Result<Self> {
         let client = Octocrab::builder()
             .base_uri(api_url)
             .with_context(|| format!("GitHub API URL {api_url:?}"))?
             .personal_token(token.expose().to_string())
             .set_connect_timeout(Some(Duration::from_secs(5)))
-            .set_read_timeout(Some(Duration::from_secs(20)))
+            .set_read_timeout(Some(read_timeout))
             .set_write_timeout(Some(Duration::from_secs(20)))
             .build()
             .context("building the GitHub client")?;
@@ -39,8 +44,12 @@ impl GithubTracker {
 
     /// One API call with retries in place; returns the response body of a 2xx.
     async fn call(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> TrackerResult<String> {
+        self.call_with(&self.retry, method, path, body).await
+    }
+
+    async fn call_with(&self, retry: &RetryPolicy, method: Method, path: &str, body: Option<serde_json::Value>) -> TrackerResult<String> {
         let what = format!("{method} {path}");
-        self.retry
+        retry
             .run("GitHub", &what, message, || async {
                 let sent = match method {
                     Method::GET => self.client._get(path).await,
@@ -245,7 +254,11 @@ impl Tracker for GithubTracker {
 
     async fn create_comment(&self, issue: &IssueKey, body: &str) -> TrackerResult<CommentId> {
         let path = format!("{}/comments", Self::issue_path(issue));
-        let text = self.call(Method::POST, &path, Some(json!({ "body": body }))).await?;
+        // Not repeated in place: when the answer is lost (5xx, reset, timeout) the comment may
+        // exist, and a second POST would post it twice. The event's retry looks for the
+        // comment's marker first (process/apply.rs).
+        let once = RetryPolicy { attempts: 1, ..self.retry.clone() };
+        let text = self.call_with(&once, Method::POST, &path, Some(json!({ "body": body }))).await?;
         Ok(CommentId(parse::<RawComment>("comment", &text)?.id))
     }
 

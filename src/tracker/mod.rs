@@ -1,6 +1,7 @@
 //! Talking to trackers. Domain code never calls an API; it hands effects to a `Tracker`.
 
 pub mod github;
+pub mod guard;
 pub mod jira;
 mod retry;
 

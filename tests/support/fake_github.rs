@@ -67,6 +67,8 @@ pub struct FakeGithub {
     /// caller does not know it yet (what a crash at the wrong moment looks like).
     stall_comments: watch::Sender<bool>,
     waiting: Arc<std::sync::atomic::AtomicUsize>,
+    /// Random faults (see "Fault injection" below).
+    chaos: Arc<Mutex<ChaosState>>,
 }
 
 type Shared = FakeGithub;
@@ -81,6 +83,7 @@ impl FakeGithub {
             paused: watch::channel(false).0,
             stall_comments: watch::channel(false).0,
             waiting: Arc::default(),
+            chaos: Arc::default(),
         };
         let app = Router::new()
             .route("/repos/{o}/{r}/issues", post(create_issue).get(list_issues))
@@ -95,8 +98,10 @@ impl FakeGithub {
             .route("/user", get(whoami))
             .route("/repos/{o}/{r}/labels", get(list_repo_labels).post(create_repo_label))
             .route("/repos/{o}/{r}/labels/{name}", axum::routing::patch(update_repo_label))
-            .with_state(fake.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            .with_state(fake.clone())
+            .layer(axum::middleware::from_fn_with_state(fake.clone(), chaos_layer));
+        let listener = ResettableListener(listener);
+        tokio::spawn(async move { axum::serve(listener, app.into_make_service_with_connect_info::<Conn>()).await.unwrap() });
         fake
     }
 
@@ -523,4 +528,295 @@ async fn update_repo_label(State(f): State<Shared>, h: HeaderMap, Path((o, r, na
         l.1 = d.into();
     }
     Json(json!({"name": name})).into_response()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fault injection: seeded random faults on every route, decided either before a write is
+// applied (the write is lost) or after it (the write is applied, its answer lost), and
+// connection resets that are real TCP resets (SO_LINGER 0, then close), not 5xx answers.
+
+use axum::extract::{ConnectInfo, Request};
+use axum::middleware::Next;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FaultKind {
+    /// 500, 502, 503 before anything is applied.
+    Status500,
+    Status502,
+    Status503,
+    /// 429 with `Retry-After: 1`.
+    TooManyRequests,
+    /// 403 "You have exceeded a secondary rate limit" with `Retry-After: 1`.
+    SecondaryLimit,
+    /// No answer for `Chaos::stall` (longer than the client waits), then a 504; nothing applied.
+    Stall,
+    /// The connection is reset; nothing applied.
+    Reset,
+    /// The write is applied, then the answer is a 502 / a reset / a stall. A read gets the same
+    /// failure without the "applied" part.
+    ApplyThen502,
+    ApplyThenReset,
+    ApplyThenStall,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 10] = [
+        FaultKind::Status500,
+        FaultKind::Status502,
+        FaultKind::Status503,
+        FaultKind::TooManyRequests,
+        FaultKind::SecondaryLimit,
+        FaultKind::Stall,
+        FaultKind::Reset,
+        FaultKind::ApplyThen502,
+        FaultKind::ApplyThenReset,
+        FaultKind::ApplyThenStall,
+    ];
+}
+
+/// A fault mix: each request fails with `kind` with probability `p` (the sum at most 1).
+/// The draw for a request depends only on the seed, its method and path, and how many times
+/// that method and path were asked before: the same run gives the same faults whatever the
+/// interleaving across issues.
+#[derive(Debug, Clone)]
+pub struct Chaos {
+    pub seed: u64,
+    pub faults: Vec<(FaultKind, f64)>,
+    pub stall: Duration,
+}
+
+impl Chaos {
+    /// `rate` of the requests fail, shared by `kinds` in the given proportions.
+    pub fn mix(seed: u64, rate: f64, kinds: &[(FaultKind, f64)], stall: Duration) -> Chaos {
+        let total: f64 = kinds.iter().map(|(_, w)| w).sum();
+        Chaos { seed, faults: kinds.iter().map(|(k, w)| (*k, rate * w / total)).collect(), stall }
+    }
+
+    /// Every request fails with `kind`.
+    pub fn always(kind: FaultKind) -> Chaos {
+        Chaos { seed: 0, faults: vec![(kind, 1.0)], stall: Duration::from_secs(30) }
+    }
+}
+
+#[derive(Default)]
+struct ChaosState {
+    chaos: Option<Chaos>,
+    /// How often each "METHOD path" was asked, for the draws.
+    asked: BTreeMap<String, u64>,
+    injected: BTreeMap<FaultKind, u64>,
+    /// Every request that reached the fake, faulted or not.
+    requests: u64,
+}
+
+/// splitmix64: a good enough 64-bit mix for reproducible draws.
+fn mix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl FakeGithub {
+    /// From now on requests fail at random as `chaos` says.
+    pub fn chaos(&self, chaos: Chaos) {
+        self.chaos.lock().unwrap().chaos = Some(chaos);
+    }
+
+    /// No more random faults (the tracker heals).
+    pub fn calm(&self) {
+        self.chaos.lock().unwrap().chaos = None;
+    }
+
+    /// The faults injected so far, by kind.
+    pub fn injected(&self) -> BTreeMap<FaultKind, u64> {
+        self.chaos.lock().unwrap().injected.clone()
+    }
+
+    /// A person changes an issue's labels in the web UI (its comments stay, unlike `seed`).
+    pub fn set_labels(&self, repo: &str, number: u64, labels: &[&str]) {
+        if let Some(i) = self.world.lock().unwrap().issues.get_mut(&(repo.to_string(), number)) {
+            i.labels = labels.iter().map(|s| s.to_string()).collect();
+        }
+    }
+
+    /// Every request that reached the fake, including those answered with a fault.
+    pub fn requests_seen(&self) -> u64 {
+        self.chaos.lock().unwrap().requests
+    }
+
+    fn draw(&self, method: &str, path: &str, write: bool) -> Option<(FaultKind, Duration)> {
+        let mut s = self.chaos.lock().unwrap();
+        s.requests += 1;
+        let chaos = s.chaos.clone()?;
+        let what = format!("{method} {path}");
+        let n = {
+            let n = s.asked.entry(what.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        let h = what.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        let r = (mix64(chaos.seed ^ mix64(h ^ mix64(n))) >> 11) as f64 / (1u64 << 53) as f64;
+        let mut acc = 0.0;
+        let kind = chaos.faults.iter().find(|(_, p)| {
+            acc += p;
+            r < acc
+        })?.0;
+        // A read has nothing to apply: the same failure, before.
+        let kind = match kind {
+            FaultKind::ApplyThen502 if !write => FaultKind::Status502,
+            FaultKind::ApplyThenReset if !write => FaultKind::Reset,
+            FaultKind::ApplyThenStall if !write => FaultKind::Stall,
+            k => k,
+        };
+        *s.injected.entry(kind).or_default() += 1;
+        Some((kind, chaos.stall))
+    }
+}
+
+async fn chaos_layer(State(f): State<Shared>, req: Request, next: Next) -> Response {
+    let conn = req.extensions().get::<ConnectInfo<Conn>>().map(|c| c.0.clone());
+    let write = req.method() != axum::http::Method::GET;
+    let Some((kind, stall)) = f.draw(req.method().as_str(), req.uri().path(), write) else {
+        return next.run(req).await;
+    };
+    let status = |code: u16, msg: &str| (StatusCode::from_u16(code).unwrap(), Json(json!({ "message": msg }))).into_response();
+    let reset = || {
+        conn.as_ref().expect("served with connect info").reset();
+        // Never sent: the connection is reset when hyper writes it.
+        status(500, "reset")
+    };
+    let limited = |code: u16, msg: &str| {
+        let mut r = status(code, msg);
+        r.headers_mut().insert("retry-after", "1".parse().unwrap());
+        r
+    };
+    match kind {
+        FaultKind::Status500 => status(500, "Internal Server Error"),
+        FaultKind::Status502 => status(502, "Bad Gateway"),
+        FaultKind::Status503 => status(503, "Service Unavailable"),
+        FaultKind::TooManyRequests => limited(429, "slow down"),
+        FaultKind::SecondaryLimit => {
+            limited(403, "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.")
+        }
+        FaultKind::Stall => {
+            tokio::time::sleep(stall).await;
+            status(504, "Gateway Timeout")
+        }
+        FaultKind::Reset => reset(),
+        FaultKind::ApplyThen502 => {
+            let _applied = next.run(req).await;
+            status(502, "Bad Gateway")
+        }
+        FaultKind::ApplyThenReset => {
+            let _applied = next.run(req).await;
+            reset()
+        }
+        FaultKind::ApplyThenStall => {
+            let applied = next.run(req).await;
+            tokio::time::sleep(stall).await;
+            applied
+        }
+    }
+}
+
+/// Per connection: a switch the chaos layer flips to reset it.
+#[derive(Clone)]
+pub struct Conn(Arc<AtomicBool>);
+
+impl Conn {
+    fn reset(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+struct ResettableListener(tokio::net::TcpListener);
+
+impl axum::serve::Listener for ResettableListener {
+    type Io = ResettableStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.0.accept().await {
+                Ok((s, addr)) => return (ResettableStream { inner: Some(s), reset: Arc::default() }, addr),
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, ResettableListener>> for Conn {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, ResettableListener>) -> Self {
+        Conn(stream.io().reset.clone())
+    }
+}
+
+/// A TCP stream that, once its switch is flipped, closes with SO_LINGER 0 at the next read or
+/// write: the peer gets a RST instead of the answer.
+pub struct ResettableStream {
+    inner: Option<tokio::net::TcpStream>,
+    reset: Arc<AtomicBool>,
+}
+
+impl ResettableStream {
+    fn stream(&mut self) -> std::io::Result<&mut tokio::net::TcpStream> {
+        if self.reset.load(Ordering::SeqCst) {
+            if let Some(s) = self.inner.take() {
+                let _ = s.set_zero_linger();
+            }
+        }
+        self.inner.as_mut().ok_or_else(|| std::io::ErrorKind::ConnectionReset.into())
+    }
+}
+
+macro_rules! through {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut().stream() {
+            Ok($s) => $e,
+            Err(err) => std::task::Poll::Ready(Err(err)),
+        }
+    };
+}
+
+impl AsyncRead for ResettableStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        through!(self, s => std::pin::Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for ResettableStream {
+    fn poll_write(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+        through!(self, s => std::pin::Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        through!(self, s => std::pin::Pin::new(s).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        through!(self, s => std::pin::Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        through!(self, s => std::pin::Pin::new(s).poll_shutdown(cx))
+    }
 }

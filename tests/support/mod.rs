@@ -196,6 +196,8 @@ impl Service {
             .env("ROLLGATE_GITHUB_API_URL", &github.url)
             .env("ROLLGATE_GITHUB_TOKEN", fake_github::TOKEN)
             .env("ROLLGATE_GITHUB_WEBHOOK_SECRET", SECRET)
+            // Bursts in tests are not throttled (the in-process harness does the same).
+            .env("ROLLGATE_GITHUB_WRITES_PER_MINUTE", "0")
             .env("ROLLGATE_LOG", "warn")
             .stderr(std::process::Stdio::null())
             .spawn()
