@@ -43,10 +43,23 @@ impl Running {
 /// The trackers this configuration can write to, and how Jira's fields are read.
 pub async fn build_trackers(settings: &Settings) -> anyhow::Result<(Trackers, JiraFields)> {
     let mut trackers = Trackers::default();
-    if let (Some(token), false) = (&settings.github.token, settings.dry_run) {
-        let github = GithubTracker::new(&settings.github.api_url, token, RetryPolicy::default())?;
-        let github: Arc<dyn Tracker> = Arc::new(Guarded::new(github, "github", settings.github.writes_per_minute));
-        trackers.github = Some(github);
+    if !settings.dry_run {
+        if let Some(github) = GithubTracker::from_settings(&settings.github, RetryPolicy::default())? {
+            let is_app = github.is_app();
+            let github = Arc::new(Guarded::new(github, "github", settings.github.writes_per_minute));
+            if is_app {
+                // Not a reason to refuse to start (GitHub may be down; deliveries still queue),
+                // but a wrong App id or key should be said now, not on the first delivery.
+                let check = github.clone();
+                tokio::spawn(async move {
+                    match check.inner().whoami().await {
+                        Ok(login) => tracing::info!(%login, "GitHub App credentials accepted"),
+                        Err(e) => tracing::error!(error = %e, "GitHub App credentials not accepted; `rollgate doctor` says more"),
+                    }
+                });
+            }
+            trackers.github = Some(github as Arc<dyn Tracker>);
+        }
     }
     let mut jira_fields = JiraFields::resolve(settings.jira.mapping.clone(), &[], None).0;
     if settings.jira_writes() && !settings.dry_run {

@@ -4,7 +4,7 @@ use crate::config::Settings;
 use crate::policy::{fixtures, PolicySet};
 use crate::tracker::github::GithubTracker;
 use crate::tracker::jira::JiraTracker;
-use crate::tracker::RetryPolicy;
+use crate::tracker::{RetryPolicy, TrackerError};
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -63,14 +63,13 @@ pub async fn doctor(settings: &Settings) -> (String, bool) {
     }
 
     let gh = &settings.github;
-    match (&gh.token, gh.webhook_secrets.is_empty()) {
-        (None, _) => r.line(Level::Warn, "github", "no ROLLGATE_GITHUB_TOKEN: GitHub events are decided and recorded, nothing is applied"),
-        (Some(token), _) => match GithubTracker::new(&gh.api_url, token, retry.clone()) {
-            Err(e) => r.line(Level::Fail, "github", format!("{e:#}")),
-            Ok(t) => match t.whoami().await {
-                Ok(login) => r.line(Level::Ok, "github", format!("{} answers; the token acts as {login}", gh.api_url)),
-                Err(e) => r.line(Level::Fail, "github", format!("{e} — check ROLLGATE_GITHUB_API_URL and ROLLGATE_GITHUB_TOKEN")),
-            },
+    match GithubTracker::from_settings(gh, retry.clone()) {
+        Ok(None) => r.line(Level::Warn, "github", "no ROLLGATE_GITHUB_TOKEN or GitHub App: GitHub events are decided and recorded, nothing is applied"),
+        Err(e) => r.line(Level::Fail, "github", format!("{e:#}")),
+        Ok(Some(t)) if t.is_app() => github_app(&mut r, settings, &t).await,
+        Ok(Some(t)) => match t.whoami().await {
+            Ok(login) => r.line(Level::Ok, "github", format!("{} answers; the token acts as {login}", gh.api_url)),
+            Err(e) => r.line(Level::Fail, "github", format!("{e} — check ROLLGATE_GITHUB_API_URL and ROLLGATE_GITHUB_TOKEN")),
         },
     }
     if gh.webhook_secrets.is_empty() {
@@ -113,4 +112,39 @@ pub async fn doctor(settings: &Settings) -> (String, bool) {
     let ok = r.worst < Level::Fail;
     let _ = writeln!(r.text, "{}", if ok { "rollgate can serve." } else { "fix the FAIL lines above." });
     (r.text, ok)
+}
+
+/// The App: its JWT accepted, where it is installed, and an installation token for every
+/// repository and organisation the configuration names (the reports target, team roles).
+/// Repositories that send deliveries name their installation themselves.
+async fn github_app(r: &mut Report, settings: &Settings, t: &GithubTracker) {
+    let gh = &settings.github;
+    let login = match t.whoami().await {
+        Ok(login) => login,
+        // A refusal says which App settings to check; anything else is more likely the URL.
+        Err(e @ TrackerError::Rejected(_)) => return r.line(Level::Fail, "github", e.to_string()),
+        Err(e) => return r.line(Level::Fail, "github", format!("{e} — check ROLLGATE_GITHUB_API_URL")),
+    };
+    r.line(Level::Ok, "github", format!("{} answers; the App acts as {login}", gh.api_url));
+    let slug = login.trim_end_matches("[bot]");
+    let install = format!("install it from https://github.com/apps/{slug}/installations/new (GitHub Enterprise: /github-apps/{slug})");
+    match t.installed_on().await {
+        Ok(accounts) if accounts.is_empty() => r.line(Level::Warn, "github app", format!("installed nowhere yet: {install}")),
+        Ok(accounts) => r.line(Level::Ok, "github app", format!("installed on {}", accounts.join(", "))),
+        Err(e) => r.line(Level::Fail, "github app", format!("listing installations: {e}")),
+    }
+    let mut places: Vec<String> = settings.reports_target.iter().filter(|t| t.contains('/')).cloned().collect();
+    for m in settings.roles.pm.iter().chain(&settings.roles.qa_lead) {
+        if let Some((org, _)) = m.strip_prefix('@').and_then(|t| t.split_once('/')) {
+            if !places.iter().any(|p| p.eq_ignore_ascii_case(org)) {
+                places.push(org.to_string());
+            }
+        }
+    }
+    for place in places {
+        match t.reach(&place).await {
+            Ok(id) => r.line(Level::Ok, "github app", format!("{place} reachable through installation {id}")),
+            Err(e) => r.line(Level::Fail, "github app", format!("{place}: {e}")),
+        }
+    }
 }

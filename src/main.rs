@@ -201,8 +201,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let retry = rollgate::tracker::RetryPolicy::default();
             let (what, p) = match (github, jira) {
                 (Some(repo), _) => {
-                    let token = settings.github.token.as_ref().context("backfill reads GitHub: set ROLLGATE_GITHUB_TOKEN")?;
-                    let tracker = rollgate::tracker::github::GithubTracker::new(&settings.github.api_url, token, retry)?;
+                    let tracker = rollgate::tracker::github::GithubTracker::from_settings(&settings.github, retry)?
+                        .context("backfill reads GitHub: set ROLLGATE_GITHUB_TOKEN or a GitHub App (ROLLGATE_GITHUB_APP_ID and its private key)")?;
                     (repo.clone(), rollgate::backfill::github(store.as_ref(), &set, &tracker, &repo, false).await?)
                 }
                 (None, Some(project)) => {
@@ -214,8 +214,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{what}: {} issue(s) imported ({} history rows), {} already imported before", p.issues, p.rows, p.skipped);
         }
         Command::Setup { target: SetupTarget::Github { repo } } => {
-            let token = settings.github.token.as_ref().context("setup writes labels: set ROLLGATE_GITHUB_TOKEN")?;
-            let tracker = rollgate::tracker::github::GithubTracker::new(&settings.github.api_url, token, rollgate::tracker::RetryPolicy::default())?;
+            let tracker = rollgate::tracker::github::GithubTracker::from_settings(&settings.github, rollgate::tracker::RetryPolicy::default())?
+                .context("setup writes labels: set ROLLGATE_GITHUB_TOKEN or a GitHub App (ROLLGATE_GITHUB_APP_ID and its private key)")?;
             let set = rollgate::policy::PolicySet::load(&settings.policies, Arc::new(settings.calendar()?)).map_err(|e| anyhow::anyhow!("{e}"))?;
             let (created, updated, same) = tracker.sync_labels(&repo, &set.vocabulary.label_specs()).await?;
             println!("{repo}: {created} label(s) created, {updated} updated, {same} already right");

@@ -57,9 +57,39 @@ pub struct Settings {
 pub struct GithubSettings {
     pub api_url: String,
     pub token: Option<Secret>,
+    /// A GitHub App instead of a token: its id and private key. `validate` allows one or the
+    /// other, never both, so which credentials rollgate writes with is never a guess.
+    pub app_id: Option<u64>,
+    pub app_key: Option<AppKey>,
     /// Several secrets are accepted at once so a secret can be rotated without downtime.
     pub webhook_secrets: Vec<Secret>,
     pub writes_per_minute: u32,
+}
+
+/// A GitHub App's private key (PEM text) and the setting it came from, which errors about it
+/// name.
+#[derive(Debug, Clone)]
+pub struct AppKey {
+    pub pem: Secret,
+    pub from: String,
+}
+
+/// How rollgate authenticates to GitHub.
+#[derive(Debug, Clone, Copy)]
+pub enum GithubAuth<'a> {
+    Token(&'a Secret),
+    App { id: u64, key: &'a AppKey },
+}
+
+impl GithubSettings {
+    /// The configured credentials, if any (`Settings::load` has refused a half or double set).
+    pub fn auth(&self) -> Option<GithubAuth<'_>> {
+        match (&self.token, self.app_id, &self.app_key) {
+            (Some(token), _, _) => Some(GithubAuth::Token(token)),
+            (None, Some(id), Some(key)) => Some(GithubAuth::App { id, key }),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -107,6 +137,8 @@ impl Default for Settings {
             github: GithubSettings {
                 api_url: "https://api.github.com".into(),
                 token: None,
+                app_id: None,
+                app_key: None,
                 webhook_secrets: Vec::new(),
                 writes_per_minute: 60,
             },
@@ -128,7 +160,7 @@ impl Settings {
 
     /// Dry run when asked, and whenever there is no tracker credential to apply anything with.
     pub fn effective_dry_run(&self) -> bool {
-        self.dry_run || (self.github.token.is_none() && !self.jira_writes())
+        self.dry_run || (self.github.auth().is_none() && !self.jira_writes())
     }
 
     /// Whether Jira changes can be applied (a base URL and a token).
@@ -162,7 +194,26 @@ impl Settings {
             }
         }
         s.apply_env(env)?;
+        s.validate_github_auth()?;
         Ok(s)
+    }
+
+    /// Checked once everything is read: the App id may come from the file and its key from
+    /// the environment.
+    fn validate_github_auth(&self) -> anyhow::Result<()> {
+        let g = &self.github;
+        match (&g.token, g.app_id, &g.app_key) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => bail!(
+                "both ROLLGATE_GITHUB_TOKEN and a GitHub App (ROLLGATE_GITHUB_APP_ID, ROLLGATE_GITHUB_APP_PRIVATE_KEY) are set: \
+                 keep one of them, rollgate will not guess which to write with"
+            ),
+            (None, Some(_), None) => bail!(
+                "ROLLGATE_GITHUB_APP_ID is set without the App's private key: set ROLLGATE_GITHUB_APP_PRIVATE_KEY_FILE \
+                 (or [github] private_key_file) or ROLLGATE_GITHUB_APP_PRIVATE_KEY"
+            ),
+            (None, None, Some(key)) => bail!("{} is set without ROLLGATE_GITHUB_APP_ID ([github] app_id)", key.from),
+            _ => Ok(()),
+        }
     }
 
     fn apply_file(&mut self, f: FileSettings) -> anyhow::Result<()> {
@@ -190,6 +241,12 @@ impl Settings {
             }
             if let Some(v) = g.token {
                 self.github.token = Some(v);
+            }
+            if let Some(v) = g.app_id {
+                self.github.app_id = Some(v);
+            }
+            if let Some(path) = g.private_key_file {
+                self.github.app_key = Some(read_key_file(&path, "[github] private_key_file")?);
             }
             if let Some(v) = g.webhook_secret {
                 self.github.webhook_secrets = v.into_secrets();
@@ -262,6 +319,23 @@ impl Settings {
         }
         if let Some(v) = get("ROLLGATE_GITHUB_TOKEN") {
             self.github.token = Some(Secret::new(v));
+        }
+        if let Some(v) = get("ROLLGATE_GITHUB_APP_ID") {
+            self.github.app_id = Some(v.parse().with_context(|| {
+                format!("ROLLGATE_GITHUB_APP_ID={v:?} is not a number (the App ID on the App's settings page)")
+            })?);
+        }
+        match (get("ROLLGATE_GITHUB_APP_PRIVATE_KEY"), get("ROLLGATE_GITHUB_APP_PRIVATE_KEY_FILE")) {
+            (Some(_), Some(_)) => bail!("set ROLLGATE_GITHUB_APP_PRIVATE_KEY or ROLLGATE_GITHUB_APP_PRIVATE_KEY_FILE, not both"),
+            (Some(pem), None) => {
+                // An environment file holds one line: accept the PEM with its newlines written `\n`.
+                let pem = if pem.contains('\n') { pem.to_string() } else { pem.replace("\\n", "\n") };
+                self.github.app_key = Some(AppKey { pem: Secret::new(pem), from: "ROLLGATE_GITHUB_APP_PRIVATE_KEY".into() });
+            }
+            (None, Some(path)) => {
+                self.github.app_key = Some(read_key_file(Path::new(path), "ROLLGATE_GITHUB_APP_PRIVATE_KEY_FILE")?);
+            }
+            (None, None) => {}
         }
         if let Some(v) = get("ROLLGATE_GITHUB_WEBHOOK_SECRET") {
             self.github.webhook_secrets = split_list(v).map(Secret::new).collect();
@@ -341,7 +415,7 @@ impl Settings {
         let set = |s: &Option<Secret>| if s.is_some() { "set" } else { "unset" };
         format!(
             "listen={} database={} policies={} timezone={} dry_run={} admin_token={} \
-             github_api={} github_token={} github_webhook_secrets={} github_writes_per_minute={} \
+             github_api={} github_token={} github_app_id={} github_app_key={} github_webhook_secrets={} github_writes_per_minute={} \
              jira_base_url={} roles_pm={} roles_qa_lead={} workers={} max_attempts={} lease_secs={}",
             self.listen,
             redact_url(&self.database_url),
@@ -351,6 +425,8 @@ impl Settings {
             set(&self.admin_token),
             self.github.api_url,
             set(&self.github.token),
+            self.github.app_id.map_or_else(|| "unset".to_string(), |id| id.to_string()),
+            if self.github.app_key.is_some() { "set" } else { "unset" },
             self.github.webhook_secrets.len(),
             self.github.writes_per_minute,
             self.jira.base_url.as_deref().unwrap_or("unset"),
@@ -361,6 +437,12 @@ impl Settings {
             self.queue.lease_secs,
         )
     }
+}
+
+/// Reads a private key file now, so a wrong path fails at start and names the setting.
+fn read_key_file(path: &Path, setting: &str) -> anyhow::Result<AppKey> {
+    let pem = std::fs::read_to_string(path).with_context(|| format!("{setting}: reading {}", path.display()))?;
+    Ok(AppKey { pem: Secret::new(pem), from: format!("{setting} ({})", path.display()) })
 }
 
 /// Hides a password in `postgres://user:password@host/db`.
@@ -429,6 +511,8 @@ struct FileCalendar {
 struct FileGithub {
     api_url: Option<String>,
     token: Option<Secret>,
+    app_id: Option<u64>,
+    private_key_file: Option<PathBuf>,
     webhook_secret: Option<OneOrMany>,
     writes_per_minute: Option<u32>,
 }
@@ -514,6 +598,49 @@ mod tests {
         assert!(err.to_string().contains("Mars/Base"), "{err}");
         let err = Settings::load_from(None, &env(&[("ROLLGATE_DRY_RUN", "maybe")])).unwrap_err();
         assert!(err.to_string().contains("ROLLGATE_DRY_RUN"), "{err}");
+    }
+
+    #[test]
+    fn a_github_app_is_read_from_file_and_env_and_never_printed_or_mixed_with_a_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("app.pem");
+        std::fs::write(&key, "-----BEGIN RSA PRIVATE KEY-----\nsecret-key-text\n-----END RSA PRIVATE KEY-----\n").unwrap();
+        let file = dir.path().join("rollgate.toml");
+        std::fs::write(&file, format!("[github]\napp_id = 12345\nprivate_key_file = {:?}\n", key.display().to_string())).unwrap();
+        let s = Settings::load_from(Some(&file), &env(&[])).unwrap();
+        match s.github.auth() {
+            Some(GithubAuth::App { id, key }) => {
+                assert_eq!(id, 12345);
+                assert!(key.pem.expose().contains("secret-key-text"));
+                assert!(key.from.starts_with("[github] private_key_file"), "{}", key.from);
+            }
+            other => panic!("expected the App, got {other:?}"),
+        }
+        assert!(!s.effective_dry_run(), "an App is a GitHub credential");
+        let shown = format!("{s:?} {}", s.describe());
+        assert!(!shown.contains("secret-key-text"), "{shown}");
+        assert!(shown.contains("github_app_id=12345 github_app_key=set"), "{shown}");
+
+        // The variable wins over the file, and one line with `\n` escapes is a PEM.
+        let s = Settings::load_from(
+            Some(&file),
+            &env(&[("ROLLGATE_GITHUB_APP_PRIVATE_KEY", "-----BEGIN RSA PRIVATE KEY-----\\nfrom-env\\n-----END RSA PRIVATE KEY-----")]),
+        )
+        .unwrap();
+        let key = s.github.app_key.unwrap();
+        assert_eq!(key.from, "ROLLGATE_GITHUB_APP_PRIVATE_KEY");
+        assert!(key.pem.expose().contains("\nfrom-env\n"), "{:?}", key.pem.expose().len());
+
+        let err = Settings::load_from(Some(&file), &env(&[("ROLLGATE_GITHUB_TOKEN", "t")])).unwrap_err();
+        assert!(err.to_string().contains("both ROLLGATE_GITHUB_TOKEN and a GitHub App"), "{err}");
+        let err = Settings::load_from(None, &env(&[("ROLLGATE_GITHUB_APP_ID", "7")])).unwrap_err();
+        assert!(err.to_string().contains("without the App's private key"), "{err}");
+        let err = Settings::load_from(None, &env(&[("ROLLGATE_GITHUB_APP_ID", "my-app")])).unwrap_err();
+        assert!(err.to_string().contains("ROLLGATE_GITHUB_APP_ID=\"my-app\" is not a number"), "{err}");
+        let missing = dir.path().join("nope.pem");
+        let err = Settings::load_from(None, &env(&[("ROLLGATE_GITHUB_APP_ID", "7"), ("ROLLGATE_GITHUB_APP_PRIVATE_KEY_FILE", missing.to_str().unwrap())]))
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("ROLLGATE_GITHUB_APP_PRIVATE_KEY_FILE: reading"), "{err:#}");
     }
 
     #[test]

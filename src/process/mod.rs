@@ -187,6 +187,9 @@ impl Processor {
         let vocab = &policies.vocabulary;
 
         let tracker = self.trackers.for_issue(key).cloned();
+        if let (Some(t), Some(installation)) = (&tracker, event.installation) {
+            t.note_installation(key.project(), installation);
+        }
         let state = self.store.issue_state(key).await?;
         let (mut stored, mut bot_comments) = match state {
             Some(s) => (Some(s.snapshot), s.bot_comments),

@@ -1,9 +1,13 @@
 //! GitHub through octocrab. Calls go through octocrab's raw request methods so the retry loop
 //! sees status and headers (`Retry-After`, `X-RateLimit-*`), which octocrab's typed errors drop.
+//! Credentials are a token, or a GitHub App whose installation tokens `app` keeps.
 
+mod app;
+
+use app::{AppCredentials, InstallationToken, Installations};
 use super::retry::{Answer, RetryPolicy};
 use super::{Comment, Tracker, TrackerError, TrackerResult};
-use crate::config::Secret;
+use crate::config::{GithubAuth, GithubSettings, Secret};
 use crate::model::{CommentId, IssueKey, IssueSnapshot};
 use anyhow::Context;
 use async_trait::async_trait;
@@ -13,56 +17,152 @@ use octocrab::Octocrab;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Everything but RFC 3986's unreserved characters: `lane/B` must reach GitHub as `lane%2FB`.
 const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 pub struct GithubTracker {
+    /// With a token, authenticated with it; with an App, bare: each call brings its credentials.
     client: Octocrab,
+    app: Option<GithubApp>,
     retry: RetryPolicy,
 }
 
+struct GithubApp {
+    credentials: AppCredentials,
+    installations: Installations,
+}
+
+/// octocrab's builder before credentials: a token is added to it, an App leaves it bare.
+type Builder = octocrab::OctocrabBuilder<octocrab::NoSvc, octocrab::DefaultOctocrabBuilderConfig, octocrab::NoAuth, octocrab::NotLayerReady>;
+
+/// Whose credentials a call needs. A token serves every call alike; an App is installed per
+/// account (user or organisation), and each installation has its own token.
+#[derive(Clone, Copy)]
+enum On<'a> {
+    /// `owner/repo`: the installation on the owner's account.
+    Repo(&'a str),
+    /// An organisation (team memberships): its installation.
+    Org(&'a str),
+    /// The App itself, with its JWT (GET /app, installations, installation tokens).
+    App,
+}
+
+/// How long to wait for GitHub's answer before the call counts as failed.
+const READ_TIMEOUT: Duration = Duration::from_secs(20);
+
 impl GithubTracker {
     pub fn new(api_url: &str, token: &Secret, retry: RetryPolicy) -> anyhow::Result<Self> {
-        Self::with_read_timeout(api_url, token, retry, Duration::from_secs(20))
+        Self::with_read_timeout(api_url, token, retry, READ_TIMEOUT)
     }
 
     /// As `new`, waiting at most `read_timeout` for an answer (tests stall a fake for longer).
     pub fn with_read_timeout(api_url: &str, token: &Secret, retry: RetryPolicy, read_timeout: Duration) -> anyhow::Result<Self> {
-        let client = Octocrab::builder()
+        let client = Self::builder(api_url, read_timeout)?.personal_token(token.expose().to_string()).build().context("building the GitHub client")?;
+        Ok(GithubTracker { client, app: None, retry })
+    }
+
+    /// Authenticates as a GitHub App. The key is read and tried here, so a bad one fails at
+    /// start with the name of its setting.
+    pub fn with_app(api_url: &str, app_id: u64, key: &crate::config::AppKey, retry: RetryPolicy) -> anyhow::Result<Self> {
+        let credentials = AppCredentials::new(app_id, key)?;
+        let client = Self::builder(api_url, READ_TIMEOUT)?.build().context("building the GitHub client")?;
+        let app = GithubApp { credentials, installations: Installations::default() };
+        Ok(GithubTracker { client, app: Some(app), retry })
+    }
+
+    /// The tracker the settings describe, or `None` without GitHub credentials.
+    pub fn from_settings(settings: &GithubSettings, retry: RetryPolicy) -> anyhow::Result<Option<Self>> {
+        Ok(match settings.auth() {
+            None => None,
+            Some(GithubAuth::Token(token)) => Some(Self::new(&settings.api_url, token, retry)?),
+            Some(GithubAuth::App { id, key }) => Some(Self::with_app(&settings.api_url, id, key, retry)?),
+        })
+    }
+
+    fn builder(api_url: &str, read_timeout: Duration) -> anyhow::Result<Builder> {
+        Ok(Octocrab::builder()
             .base_uri(api_url)
             .with_context(|| format!("GitHub API URL {api_url:?}"))?
-            .personal_token(token.expose().to_string())
             .set_connect_timeout(Some(Duration::from_secs(5)))
             .set_read_timeout(Some(read_timeout))
-            .set_write_timeout(Some(Duration::from_secs(20)))
-            .build()
-            .context("building the GitHub client")?;
-        Ok(GithubTracker { client, retry })
+            .set_write_timeout(Some(Duration::from_secs(20))))
     }
 
-    /// One API call with retries in place; returns the response body of a 2xx.
-    async fn call(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> TrackerResult<String> {
-        self.call_with(&self.retry, method, path, body).await
+    /// Whether this tracker authenticates as a GitHub App.
+    pub fn is_app(&self) -> bool {
+        self.app.is_some()
     }
 
-    async fn call_with(&self, retry: &RetryPolicy, method: Method, path: &str, body: Option<serde_json::Value>) -> TrackerResult<String> {
+    /// One API call with retries in place; returns the response body of a 2xx. With an App, a
+    /// 401 on a cached installation token (revoked, or the clocks disagree) drops the token and
+    /// makes the call once more with a fresh one.
+    async fn call(&self, on: On<'_>, method: Method, path: &str, body: Option<serde_json::Value>) -> TrackerResult<String> {
+        self.call_with(&self.retry, on, method, path, body).await
+    }
+
+    async fn call_with(&self, retry: &RetryPolicy, on: On<'_>, method: Method, path: &str, body: Option<serde_json::Value>) -> TrackerResult<String> {
+        let Some(app) = &self.app else {
+            return self.send(retry, &self.client, &method, path, body.as_ref(), None).await;
+        };
+        if let On::App = on {
+            return self.as_app(app, method, path, body.as_ref()).await;
+        }
+        let installation = self.installation_for(app, on).await?;
+        let token = self.installation_token(app, installation).await?;
+        let refused = AtomicBool::new(false);
+        match self.send(retry, &self.as_bearer(&token), &method, path, body.as_ref(), Some(&refused)).await {
+            Err(_) if refused.load(Ordering::SeqCst) => {
+                tracing::info!(installation, "GitHub refused the installation token: fetching a new one");
+                app.installations.invalidate(installation, &token).await;
+                let token = self.installation_token(app, installation).await?;
+                self.send(retry, &self.as_bearer(&token), &method, path, body.as_ref(), None).await
+            }
+            other => other,
+        }
+    }
+
+    /// A call as the App itself, with a fresh JWT.
+    async fn as_app(&self, app: &GithubApp, method: Method, path: &str, body: Option<&serde_json::Value>) -> TrackerResult<String> {
+        let jwt = app.credentials.jwt(Utc::now()).map_err(|e| TrackerError::Rejected(format!("{e:#}")))?;
+        self.send(&self.retry, &self.as_bearer(&jwt), &method, path, body, None).await
+    }
+
+    /// The client, sending `token` as a bearer token. Cheap: the connection pool is shared.
+    fn as_bearer(&self, token: &Secret) -> Octocrab {
+        self.client.user_access_token(token.expose().to_string()).expect("octocrab builds a client for a token")
+    }
+
+    /// Sends one request with retries in place; `refused` is set when the answer was a 401.
+    async fn send(
+        &self,
+        retry: &RetryPolicy,
+        client: &Octocrab,
+        method: &Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        refused: Option<&AtomicBool>,
+    ) -> TrackerResult<String> {
         let what = format!("{method} {path}");
         retry
             .run("GitHub", &what, message, || async {
-                let sent = match method {
-                    Method::GET => self.client._get(path).await,
-                    Method::POST => self.client._post(path, body.as_ref()).await,
-                    Method::PATCH => self.client._patch(path, body.as_ref()).await,
-                    Method::DELETE => self.client._delete(path, body.as_ref()).await,
+                let sent = match *method {
+                    Method::GET => client._get(path).await,
+                    Method::POST => client._post(path, body).await,
+                    Method::PATCH => client._patch(path, body).await,
+                    Method::DELETE => client._delete(path, body).await,
                     _ => unreachable!("only GET, POST, PATCH and DELETE are used"),
                 };
                 match sent {
                     Err(e) => Answer::Transport(e.to_string()),
                     Ok(response) => {
                         let (status, headers) = (response.status(), response.headers().clone());
-                        match self.client.body_to_string(response).await {
+                        if let (Some(flag), http::StatusCode::UNAUTHORIZED) = (refused, status) {
+                            flag.store(true, Ordering::SeqCst);
+                        }
+                        match client.body_to_string(response).await {
                             Ok(text) => Answer::Response { status, headers, text },
                             Err(e) => Answer::Transport(format!("reading the body: {e}")),
                         }
@@ -70,6 +170,74 @@ impl GithubTracker {
                 }
             })
             .await
+    }
+
+    /// The installation covering the repository's or organisation's account: named by a
+    /// delivery (`note_installation`), else asked of GitHub once and remembered.
+    async fn installation_for(&self, app: &GithubApp, on: On<'_>) -> TrackerResult<u64> {
+        let (account, path, place) = match on {
+            On::Repo(repo) => (repo.split('/').next().unwrap_or(repo), format!("/repos/{repo}/installation"), repo),
+            On::Org(org) => (org, format!("/orgs/{}/installation", utf8_percent_encode(org, PATH_SEGMENT)), org),
+            On::App => unreachable!("the App itself has no installation"),
+        };
+        if let Some(id) = app.installations.known(account) {
+            return Ok(id);
+        }
+        #[derive(Deserialize)]
+        struct Installation {
+            id: u64,
+        }
+        let id = match self.as_app(app, Method::GET, &path, None).await {
+            Ok(text) => parse::<Installation>("installation", &text)?.id,
+            // Not the caller's "issue not found": nothing about this account can be done.
+            Err(TrackerError::NotFound) => {
+                return Err(TrackerError::Rejected(format!(
+                    "the GitHub App {} is not installed on {place}: install it on {account} and give it access (deploy/README.md, \"GitHub App\")",
+                    app.credentials.id
+                )))
+            }
+            Err(e) => return Err(self.explain_jwt_refusal(app, e)),
+        };
+        app.installations.learn(account, id);
+        Ok(id)
+    }
+
+    async fn installation_token(&self, app: &GithubApp, installation: u64) -> TrackerResult<Secret> {
+        #[derive(Deserialize)]
+        struct Minted {
+            token: String,
+            expires_at: chrono::DateTime<Utc>,
+        }
+        app.installations
+            .token(installation, Utc::now, || async {
+                let path = format!("/app/installations/{installation}/access_tokens");
+                match self.as_app(app, Method::POST, &path, None).await {
+                    Ok(text) => {
+                        let m: Minted = parse("installation token", &text)?;
+                        tracing::debug!(installation, expires_at = %m.expires_at, "new installation token");
+                        Ok(InstallationToken { token: Secret::new(m.token), expires_at: m.expires_at })
+                    }
+                    Err(TrackerError::NotFound) => {
+                        app.installations.forget(installation);
+                        Err(TrackerError::Rejected(format!(
+                            "GitHub App installation {installation} is gone (the App was uninstalled); the next attempt looks for a new one"
+                        )))
+                    }
+                    Err(e) => Err(self.explain_jwt_refusal(app, e)),
+                }
+            })
+            .await
+    }
+
+    /// A refused JWT means the App id or the key is wrong: say which settings to check.
+    fn explain_jwt_refusal(&self, app: &GithubApp, e: TrackerError) -> TrackerError {
+        match e {
+            TrackerError::Rejected(m) if m.contains(": 401 ") => TrackerError::Rejected(format!(
+                "{m} — GitHub refused the App's JWT: check ROLLGATE_GITHUB_APP_ID ({}) and the private key from {}",
+                app.credentials.id, app.credentials.key_from
+            )),
+            other => other,
+        }
     }
 
     fn issue_path(issue: &IssueKey) -> String {
@@ -115,7 +283,7 @@ impl GithubTracker {
         }
         let mut existing = std::collections::BTreeMap::new();
         for page in 1.. {
-            let batch: Vec<Label> = parse("labels", &self.call(Method::GET, &format!("/repos/{repo}/labels?per_page=100&page={page}"), None).await?)?;
+            let batch: Vec<Label> = parse("labels", &self.call(On::Repo(repo), Method::GET, &format!("/repos/{repo}/labels?per_page=100&page={page}"), None).await?)?;
             let n = batch.len();
             existing.extend(batch.into_iter().map(|l| (l.name.clone(), l)));
             if n < 100 {
@@ -127,13 +295,13 @@ impl GithubTracker {
             match existing.get(name) {
                 None => {
                     let body = json!({ "name": name, "color": color, "description": description });
-                    self.call(Method::POST, &format!("/repos/{repo}/labels"), Some(body)).await?;
+                    self.call(On::Repo(repo), Method::POST, &format!("/repos/{repo}/labels"), Some(body)).await?;
                     created += 1;
                 }
                 Some(l) if l.color.eq_ignore_ascii_case(color) && l.description.as_deref() == Some(description.as_str()) => same += 1,
                 Some(_) => {
                     let path = format!("/repos/{repo}/labels/{}", utf8_percent_encode(name, PATH_SEGMENT));
-                    self.call(Method::PATCH, &path, Some(json!({ "color": color, "description": description }))).await?;
+                    self.call(On::Repo(repo), Method::PATCH, &path, Some(json!({ "color": color, "description": description }))).await?;
                     updated += 1;
                 }
             }
@@ -141,16 +309,65 @@ impl GithubTracker {
         Ok((created, updated, same))
     }
 
-    /// The login the token acts as (GET /user): proves the URL and the credentials.
+    /// The login rollgate's changes appear under: the token's user (GET /user), or with an App
+    /// `<app-slug>[bot]` (GET /app). Proves the URL and the credentials.
     pub async fn whoami(&self) -> TrackerResult<String> {
-        let user: RawUser = parse("user", &self.call(Method::GET, "/user", None).await?)?;
-        Ok(user.login)
+        let Some(app) = &self.app else {
+            // With a token every call is alike: `On` only matters to an App.
+            let user: RawUser = parse("user", &self.call(On::App, Method::GET, "/user", None).await?)?;
+            return Ok(user.login);
+        };
+        #[derive(Deserialize)]
+        struct App {
+            slug: String,
+        }
+        match self.call(On::App, Method::GET, "/app", None).await {
+            Ok(text) => Ok(format!("{}[bot]", parse::<App>("app", &text)?.slug)),
+            Err(e) => Err(self.explain_jwt_refusal(app, e)),
+        }
+    }
+
+    /// The accounts the App is installed on (GET /app/installations); empty with a token.
+    pub async fn installed_on(&self) -> TrackerResult<Vec<String>> {
+        #[derive(Deserialize)]
+        struct Installation {
+            id: u64,
+            account: RawUser,
+        }
+        let Some(app) = &self.app else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for page in 1.. {
+            let path = format!("/app/installations?per_page=100&page={page}");
+            let text = self.call(On::App, Method::GET, &path, None).await.map_err(|e| self.explain_jwt_refusal(app, e))?;
+            let batch: Vec<Installation> = parse("installations", &text)?;
+            let n = batch.len();
+            for i in batch {
+                app.installations.learn(&i.account.login, i.id);
+                out.push(i.account.login);
+            }
+            if n < 100 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// With an App: the installation that covers `place` (`owner/repo` or an organisation),
+    /// once a token for it has been obtained. What `doctor` checks before anything is applied.
+    pub async fn reach(&self, place: &str) -> TrackerResult<u64> {
+        let Some(app) = &self.app else {
+            return Err(TrackerError::Rejected("not a GitHub App".into()));
+        };
+        let on = if place.contains('/') { On::Repo(place) } else { On::Org(place) };
+        let installation = self.installation_for(app, on).await?;
+        self.installation_token(app, installation).await?;
+        Ok(installation)
     }
 
     /// One page (100) of a repository's issues, pull requests left out; `None` past the last.
     pub async fn list_issues(&self, repo: &str, page: u32) -> TrackerResult<Option<Vec<IssueSnapshot>>> {
         let path = format!("/repos/{repo}/issues?state=all&sort=created&direction=asc&per_page=100&page={page}");
-        let raw: Vec<serde_json::Value> = parse("issues", &self.call(Method::GET, &path, None).await?)?;
+        let raw: Vec<serde_json::Value> = parse("issues", &self.call(On::Repo(repo), Method::GET, &path, None).await?)?;
         if raw.is_empty() {
             return Ok(None);
         }
@@ -181,7 +398,7 @@ impl GithubTracker {
         let mut out = Vec::new();
         for page in 1.. {
             let path = format!("{}/events?per_page=100&page={page}", Self::issue_path(issue));
-            let batch: Vec<Raw> = parse("events", &self.call(Method::GET, &path, None).await?)?;
+            let batch: Vec<Raw> = parse("events", &self.call(On::Repo(issue.project()), Method::GET, &path, None).await?)?;
             let n = batch.len();
             out.extend(batch.into_iter().filter(|e| ["labeled", "unlabeled", "closed", "reopened"].contains(&e.event.as_str())).map(|e| PastEvent {
                 at: e.created_at,
@@ -213,8 +430,14 @@ struct RawUser {
 
 #[async_trait]
 impl Tracker for GithubTracker {
+    fn note_installation(&self, project: &str, installation: u64) {
+        if let (Some(app), Some((owner, _))) = (&self.app, project.split_once('/')) {
+            app.installations.learn(owner, installation);
+        }
+    }
+
     async fn get_issue(&self, issue: &IssueKey) -> TrackerResult<IssueSnapshot> {
-        let text = self.call(Method::GET, &Self::issue_path(issue), None).await?;
+        let text = self.call(On::Repo(issue.project()), Method::GET, &Self::issue_path(issue), None).await?;
         crate::ingest::github::issue_from_rest(issue.project(), &text)
             .map_err(|e| TrackerError::Rejected(format!("unexpected issue response: {e}")))
     }
@@ -224,7 +447,7 @@ impl Tracker for GithubTracker {
         let mut all = Vec::new();
         for page in 1.. {
             let path = format!("{}/comments?per_page={PER_PAGE}&page={page}", Self::issue_path(issue));
-            let batch: Vec<RawComment> = parse("comments", &self.call(Method::GET, &path, None).await?)?;
+            let batch: Vec<RawComment> = parse("comments", &self.call(On::Repo(issue.project()), Method::GET, &path, None).await?)?;
             let n = batch.len();
             all.extend(batch.into_iter().map(|c| Comment {
                 id: CommentId(c.id),
@@ -240,13 +463,13 @@ impl Tracker for GithubTracker {
 
     async fn add_labels(&self, issue: &IssueKey, labels: &[String]) -> TrackerResult<()> {
         let path = format!("{}/labels", Self::issue_path(issue));
-        self.call(Method::POST, &path, Some(json!({ "labels": labels }))).await.map(drop)
+        self.call(On::Repo(issue.project()), Method::POST, &path, Some(json!({ "labels": labels }))).await.map(drop)
     }
 
     async fn remove_label(&self, issue: &IssueKey, label: &str) -> TrackerResult<()> {
         let name = utf8_percent_encode(label, PATH_SEGMENT);
         let path = format!("{}/labels/{name}", Self::issue_path(issue));
-        match self.call(Method::DELETE, &path, None).await {
+        match self.call(On::Repo(issue.project()), Method::DELETE, &path, None).await {
             Ok(_) | Err(TrackerError::NotFound) => Ok(()),
             Err(e) => Err(e),
         }
@@ -258,13 +481,13 @@ impl Tracker for GithubTracker {
         // exist, and a second POST would post it twice. The event's retry looks for the
         // comment's marker first (process/apply.rs).
         let once = RetryPolicy { attempts: 1, ..self.retry.clone() };
-        let text = self.call_with(&once, Method::POST, &path, Some(json!({ "body": body }))).await?;
+        let text = self.call_with(&once, On::Repo(issue.project()), Method::POST, &path, Some(json!({ "body": body }))).await?;
         Ok(CommentId(parse::<RawComment>("comment", &text)?.id))
     }
 
     async fn update_comment(&self, issue: &IssueKey, id: CommentId, body: &str) -> TrackerResult<()> {
         let path = format!("/repos/{}/issues/comments/{id}", issue.project());
-        self.call(Method::PATCH, &path, Some(json!({ "body": body }))).await.map(drop)
+        self.call(On::Repo(issue.project()), Method::PATCH, &path, Some(json!({ "body": body }))).await.map(drop)
     }
 
     async fn set_open(&self, issue: &IssueKey, open: bool, reason: Option<&str>) -> TrackerResult<()> {
@@ -272,11 +495,11 @@ impl Tracker for GithubTracker {
         if let Some(reason) = reason {
             body["state_reason"] = reason.into();
         }
-        self.call(Method::PATCH, &Self::issue_path(issue), Some(body)).await.map(drop)
+        self.call(On::Repo(issue.project()), Method::PATCH, &Self::issue_path(issue), Some(body)).await.map(drop)
     }
 
     async fn update_issue_body(&self, issue: &IssueKey, body: &str) -> TrackerResult<()> {
-        self.call(Method::PATCH, &Self::issue_path(issue), Some(json!({ "body": body }))).await.map(drop)
+        self.call(On::Repo(issue.project()), Method::PATCH, &Self::issue_path(issue), Some(json!({ "body": body }))).await.map(drop)
     }
 
     async fn is_team_member(&self, org: &str, team: &str, login: &str) -> TrackerResult<bool> {
@@ -286,7 +509,7 @@ impl Tracker for GithubTracker {
         }
         let seg = |s: &str| utf8_percent_encode(s, PATH_SEGMENT).to_string();
         let path = format!("/orgs/{}/teams/{}/memberships/{}", seg(org), seg(team), seg(login));
-        match self.call(Method::GET, &path, None).await {
+        match self.call(On::Org(org), Method::GET, &path, None).await {
             Ok(text) => Ok(parse::<Membership>("membership", &text)?.state == "active"),
             Err(TrackerError::NotFound) => Ok(false),
             Err(e) => Err(e),
@@ -300,7 +523,7 @@ impl Tracker for GithubTracker {
         }
         let path = format!("/repos/{project}/issues");
         let text = self
-            .call(Method::POST, &path, Some(json!({ "title": title, "body": body, "labels": labels })))
+            .call(On::Repo(project), Method::POST, &path, Some(json!({ "title": title, "body": body, "labels": labels })))
             .await?;
         Ok(IssueKey::github(project, parse::<Created>("issue", &text)?.number))
     }

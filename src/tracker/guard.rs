@@ -544,6 +544,10 @@ impl<T: Tracker> Tracker for Guarded<T> {
         self.guard(issue.project(), true, self.inner.update_issue_body(issue, body)).await
     }
 
+    fn note_installation(&self, project: &str, installation: u64) {
+        self.inner.note_installation(project, installation)
+    }
+
     fn holds_fields(&self) -> bool {
         self.inner.holds_fields()
     }

@@ -83,6 +83,10 @@ pub trait Tracker: Send + Sync + 'static {
     /// Replaces an issue's body (the weekly issues rollgate keeps up to date).
     async fn update_issue_body(&self, issue: &IssueKey, body: &str) -> TrackerResult<()>;
 
+    /// A delivery about `project` came through GitHub App installation `installation`: calls
+    /// about that project's account can use its token without asking GitHub which it is.
+    fn note_installation(&self, _project: &str, _installation: u64) {}
+
     /// Whether playbook fields are native fields here (Jira) rather than labels (GitHub).
     fn holds_fields(&self) -> bool {
         false
