@@ -281,6 +281,7 @@ async fn metrics_count_deliveries_effects_and_tracker_calls() {
     assert!(value("rollgate_effects_total{kind=\"add_labels\",result=\"applied\"}") >= 1.0, "{text}");
     assert!(value("rollgate_tracker_calls_total{tracker=\"github\",outcome=\"ok\"}") >= 1.0, "{text}");
     assert!(value("rollgate_evaluation_seconds_count") >= 1.0, "{text}");
+    assert_eq!(value("rollgate_tracker_rate_limit_remaining{tracker=\"github\"}"), 4987.0, "{text}");
     assert_eq!(value("rollgate_inbox_pending"), 0.0, "{text}");
     assert!(text.contains("rollgate_policy_info{version=\""), "{text}");
     assert!(text.contains("# TYPE rollgate_evaluation_seconds histogram"), "{text}");

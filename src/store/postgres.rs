@@ -127,14 +127,15 @@ impl Store for PostgresStore {
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        let mut items = rows
-            .into_iter()
-            .map(|row| {
-                let id: i64 = row.get("id");
-                let event = unpack_event(row.get("event")).with_context(|| format!("inbox row {id} holds an unreadable event"))?;
-                Ok(InboxItem { id, event, attempts: row.get::<i32, _>("attempts") as u32 })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.get("id");
+            match unpack_event(row.get("event")) {
+                Ok(event) => items.push(InboxItem { id, event, attempts: row.get::<i32, _>("attempts") as u32 }),
+                // One unreadable row must not stop the inbox: it becomes a dead letter.
+                Err(e) => self.bury(id, &format!("the stored event is unreadable: {e:#}")).await?,
+            }
+        }
         items.sort_by_key(|i| i.id);
         Ok(items)
     }

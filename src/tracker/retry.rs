@@ -59,6 +59,12 @@ impl RetryPolicy {
                 Answer::Response { .. } => "rejected",
             };
             count(outcome);
+            if let Answer::Response { headers, .. } = &answer {
+                // What the tracker says is left of its own rate limit (GitHub's X-RateLimit-*).
+                if let Some(left) = header(headers, "x-ratelimit-remaining").and_then(|v| v.parse::<f64>().ok()) {
+                    crate::metrics::METRICS.set_gauge("rollgate_tracker_rate_limit_remaining", &[("tracker", &label)], left);
+                }
+            }
             let wait = match answer {
                 Answer::Transport(e) if last => return Err(TrackerError::Transient(format!("{what}: {e}"))),
                 Answer::Transport(_) => self.backoff(n),

@@ -15,6 +15,8 @@ use tokio::sync::watch;
 
 pub const TOKEN: &str = "test-token";
 pub const BOT_LOGIN: &str = "rollgate[bot]";
+/// What every answer says is left of the rate limit (`X-RateLimit-Remaining`).
+pub const RATE_LIMIT_REMAINING: u16 = 4987;
 
 #[derive(Debug, Clone, Default)]
 pub struct FakeIssue {
@@ -104,6 +106,11 @@ impl FakeGithub {
             .merge(app_routes())
             .layer(axum::middleware::from_fn_with_state(fake.clone(), installation_token_auth))
             .with_state(fake.clone())
+            // Like GitHub, every answer says how much of the hour's budget is left.
+            .layer(axum::middleware::map_response(|mut r: Response| async {
+                r.headers_mut().insert("x-ratelimit-remaining", RATE_LIMIT_REMAINING.into());
+                r
+            }))
             .layer(axum::middleware::from_fn_with_state(fake.clone(), chaos_layer));
         let listener = ResettableListener(listener);
         tokio::spawn(async move { axum::serve(listener, app.into_make_service_with_connect_info::<Conn>()).await.unwrap() });
