@@ -27,12 +27,18 @@ pub fn parse(
             let p: Payload = serde_json::from_slice(body).map_err(json_error)?;
             let allowed = if event == "issues" { ISSUE_ACTIONS } else { COMMENT_ACTIONS };
             if !allowed.contains(&p.action.as_str()) {
-                return Ok(Parsed::Ignored(format!("{event}.{}", p.action)));
+                return Ok(Parsed::Ignored(format!("{event}.{}", super::clip(&p.action, 100))));
             }
             let kind = format!("{event}.{}", p.action);
             if p.issue.pull_request.is_some() {
                 // Pull requests share the issues API; the playbook governs issues only.
                 return Ok(Parsed::Ignored(format!("{kind} on a pull request")));
+            }
+            // The store reads the key back with `IssueKey`'s parser; refuse what it cannot read
+            // rather than queue an event the worker would fail on at every pass.
+            let key = format!("github:{}#{}", p.repository.full_name, p.issue.number);
+            if key.parse::<IssueKey>().is_err() {
+                return Err(ParseError("repository.full_name is not owner/repo".into()));
             }
             Ok(Parsed::Event(Box::new(to_event(kind, delivery, p, received_at))))
         }
@@ -191,4 +197,24 @@ struct Change {
 #[derive(Deserialize)]
 struct Installation {
     id: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `github_payload` fuzz target's property: an event's key reads back as the store
+    /// reads it. A signed delivery naming a repository without `owner/repo` used to be queued.
+    #[test]
+    fn a_repository_name_the_store_cannot_read_back_is_refused() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/github/issues.opened.json");
+        let mut p: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        for name in ["no-slash", "a/b/c", "/repo", "owner/"] {
+            p["repository"]["full_name"] = serde_json::json!(name);
+            let err = parse("issues", DeliveryId("d".into()), p.to_string().as_bytes(), Utc::now()).expect_err(name);
+            assert!(err.0.contains("owner/repo"), "{name}: {err}");
+        }
+        p["repository"]["full_name"] = serde_json::json!("octo-org/octo-repo");
+        assert!(matches!(parse("issues", DeliveryId("d".into()), p.to_string().as_bytes(), Utc::now()), Ok(Parsed::Event(_))));
+    }
 }

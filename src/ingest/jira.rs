@@ -134,7 +134,8 @@ pub fn parse(
         "jira:issue_deleted" => "issues.deleted",
         "comment_created" => "issue_comment.created",
         "comment_updated" => "issue_comment.edited",
-        other => return Ok(Parsed::Ignored(other.to_string())),
+        // Unsigned deliveries reach this when no secret is set: quote a bounded part only.
+        other => return Ok(Parsed::Ignored(super::clip(other, 100))),
     };
     // The delivery's timestamp is when Jira says the change happened (DESIGN.md).
     let occurred_at = p.timestamp.and_then(DateTime::from_timestamp_millis).unwrap_or(received_at);
@@ -205,11 +206,11 @@ pub(crate) fn before_change(now: &NativeFields, log: &Changelog, fields: &JiraFi
 
 /// A Jira issue (webhook or REST) as a snapshot with native, normalized fields.
 pub(crate) fn snapshot(raw: RawIssue, fields: &JiraFields, fallback_time: DateTime<Utc>) -> Result<IssueSnapshot, ParseError> {
-    let (project, number) = raw
-        .key
-        .rsplit_once('-')
-        .and_then(|(p, n)| n.parse::<u64>().ok().map(|n| (p.to_string(), n)))
-        .ok_or_else(|| ParseError(format!("issue key {:?} is not PROJECT-NUMBER", raw.key)))?;
+    // Read the key as the store reads it back: a key that parses here but not there would be
+    // queued, and then fail every pass of the inbox worker, stalling every issue behind it.
+    let key: IssueKey = format!("jira:{}", raw.key)
+        .parse()
+        .map_err(|_| ParseError(format!("issue key {:?} is not PROJECT-NUMBER", super::clip(&raw.key, 64))))?;
     let f = &raw.fields;
     let m = &fields.mapping;
     let text = |v: Option<&Value>| v.map(value_text).unwrap_or_default();
@@ -246,7 +247,7 @@ pub(crate) fn snapshot(raw: RawIssue, fields: &JiraFields, fallback_time: DateTi
     let time = |k: &str| f.get(k).and_then(Value::as_str).and_then(jira_time);
     let updated_at = time("updated").unwrap_or(fallback_time);
     Ok(IssueSnapshot {
-        key: IssueKey::jira(project, number),
+        key,
         title: text(f.get("summary")),
         body,
         url: format!("{origin}/browse/{}", raw.key),
@@ -284,5 +285,38 @@ pub fn value_text(v: &Value) -> String {
             }
             ["value", "name", "displayName"].iter().find_map(|k| o.get(*k).and_then(Value::as_str)).unwrap_or("").to_string()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_body(body: &serde_json::Value) -> Result<Parsed, ParseError> {
+        let fields = JiraFields::resolve(JiraMapping::default(), &[], None).0;
+        parse(body.to_string().as_bytes(), DeliveryId("d".into()), Utc::now(), &fields)
+    }
+
+    /// Found by the `jira_payload` fuzz target (`@ES-41`): such a key used to become an event
+    /// whose key the store cannot parse back, so the inbox worker failed on it on every pass.
+    #[test]
+    fn a_key_the_store_cannot_read_back_is_refused_not_queued() {
+        for key in ["@ES-41", "A-B-1", "A B-1", "\u{c4}B-1", "-1", "PROJ-", "PROJ-x", "owner/repo#1"] {
+            let body = serde_json::json!({ "webhookEvent": "jira:issue_created", "issue": { "key": key } });
+            let err = parse_body(&body).expect_err(key);
+            assert!(err.0.contains("is not PROJECT-NUMBER"), "{key}: {err}");
+        }
+        let body = serde_json::json!({ "webhookEvent": "jira:issue_created", "issue": { "key": "PROJ_2-12" } });
+        let Ok(Parsed::Event(e)) = parse_body(&body) else { panic!("PROJ_2-12 is a Jira key") };
+        assert_eq!(e.issue.key.to_string().parse::<IssueKey>(), Ok(e.issue.key.clone()));
+    }
+
+    #[test]
+    fn a_reply_never_quotes_more_than_a_clip_of_the_payload() {
+        let body = serde_json::json!({ "webhookEvent": "jira:issue_created", "issue": { "key": "K".repeat(5000) } });
+        assert!(parse_body(&body).unwrap_err().0.len() < 120);
+        let body = serde_json::json!({ "webhookEvent": "x".repeat(5000), "issue": { "key": "PROJ-1" } });
+        let Ok(Parsed::Ignored(kind)) = parse_body(&body) else { panic!("an unknown event is ignored") };
+        assert_eq!(kind.len(), 100);
     }
 }

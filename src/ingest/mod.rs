@@ -20,3 +20,8 @@ pub enum Parsed {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ParseError(pub String);
+
+/// At most `max` characters of `text`: what a reply or a log line may quote of a payload.
+pub(crate) fn clip(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
