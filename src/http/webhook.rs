@@ -42,7 +42,9 @@ impl FromRequest<AppState> for SignedGithub {
             return Err(refuse(StatusCode::UNAUTHORIZED, "no GitHub webhook secret is configured"));
         }
         if !signature::verify(&state.github_secrets, &body, header("x-hub-signature-256").as_deref()) {
-            tracing::warn!(delivery = header("x-github-delivery").unwrap_or_default(), "GitHub delivery with a missing or wrong signature");
+            // The caller chose this header: log no more of it than a real delivery id needs.
+            let delivery = crate::ingest::clip(&header("x-github-delivery").unwrap_or_default(), 64);
+            tracing::warn!(%delivery, "GitHub delivery with a missing or wrong signature");
             METRICS.inc("rollgate_deliveries_total", &[("tracker", "github"), ("outcome", "unauthorized")]);
             return Err(refuse(StatusCode::UNAUTHORIZED, "missing or wrong X-Hub-Signature-256"));
         }

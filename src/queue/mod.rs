@@ -131,7 +131,9 @@ impl Queue {
                     Failure::Retry { error, not_before } => (error, not_before, false),
                     Failure::Permanent(error) => (error, None, true),
                 };
-                let dead = permanent || attempts >= self.max_attempts;
+                // A tracker that asked for time (rate limit, or our circuit breaker holding calls
+                // back) says "later", not "broken": such failures never make a dead letter.
+                let dead = permanent || (attempts >= self.max_attempts && not_before.is_none());
                 crate::metrics::METRICS.inc("rollgate_events_total", &[("result", if dead { "dead" } else { "retry" })]);
                 if dead {
                     tracing::error!(
