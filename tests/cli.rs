@@ -146,3 +146,45 @@ async fn doctor_says_what_works_and_what_to_fix() {
     assert!(out.contains("FAIL  policies: ") && out.contains("40-lanes.rhai:1:"), "{out}");
     assert!(out.trim_end().ends_with("fix the FAIL lines above."), "{out}");
 }
+
+/// `ROLLGATE_LOG_FORMAT=json`: every log line is one JSON object a log shipper can read, and the
+/// start line still shows secrets only as set/unset.
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollgate"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_clear()
+        .env("ROLLGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ROLLGATE_DATABASE_URL", format!("sqlite://{}", dir.path().join("rollgate.db").display()))
+        .env("ROLLGATE_POLICIES", support::policies_dir())
+        .env("ROLLGATE_GITHUB_WEBHOOK_SECRET", "very-secret-value")
+        .env("ROLLGATE_LOG_FORMAT", "json")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..200 {
+        if let Ok(r) = http.get(format!("http://127.0.0.1:{port}/readyz")).send().await {
+            ready = r.status() == 200;
+            if ready {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(ready, "rollgate did not become ready");
+    child.start_kill().unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!text.contains("very-secret-value"), "a secret reached the log:\n{text}");
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 2, "{text}");
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string() && v["fields"].is_object(), "{line}");
+    }
+}

@@ -157,7 +157,9 @@ async fn two_replicas_one_killed_mid_burst_process_every_delivery_exactly_once()
     }
     // Kill replica A with SIGKILL once a third of the burst is in, mid-processing.
     let total = ISSUES as usize * EVENTS_PER_ISSUE;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while sent.load(Ordering::Relaxed) < total / 3 {
+        assert!(tokio::time::Instant::now() < deadline, "the burst stalled at {} deliveries", sent.load(Ordering::Relaxed));
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     a.kill9();

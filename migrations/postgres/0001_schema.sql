@@ -20,6 +20,7 @@ CREATE TABLE inbox (
     UNIQUE (tracker, delivery_id)
 );
 CREATE INDEX inbox_pending ON inbox (issue_key, id) WHERE status = 'pending';
+CREATE INDEX inbox_pending_order ON inbox (id) WHERE status = 'pending';
 CREATE INDEX inbox_dead ON inbox (id) WHERE status = 'dead';
 
 CREATE TABLE issues (

@@ -2,6 +2,8 @@
 -- leased to one worker until it finishes or the lease runs out (a crashed worker).
 ALTER TABLE inbox ADD COLUMN lease_owner TEXT;
 ALTER TABLE inbox ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0; -- unix ms
+-- Claims walk the pending rows in arrival order.
+CREATE INDEX inbox_pending_order ON inbox (id) WHERE status = 'pending';
 
 -- The effect ledger: each tracker call an event's processing completed, recorded as soon as it
 -- returns, so a retry after a crash skips what was already applied. Keyed by the inbox row

@@ -262,3 +262,16 @@ fn pack_event(event: &Event) -> anyhow::Result<String> {
 fn unpack_event(stored: &str) -> anyhow::Result<Event> {
     Ok(serde_json::from_str(stored)?)
 }
+
+/// Which events of a batch were new, given the (tracker, delivery) pairs the insert returned: the
+/// first of a pair is queued, any later one (a redelivery in the same batch) is a duplicate.
+fn inserted_in_order(events: &[Event], added: Vec<(String, String)>) -> Vec<Inserted> {
+    let mut added: std::collections::HashSet<(String, String)> = added.into_iter().collect();
+    events
+        .iter()
+        .map(|e| {
+            let key = (e.tracker().as_str().to_string(), e.delivery.as_str().to_string());
+            if added.remove(&key) { Inserted::Queued } else { Inserted::Duplicate }
+        })
+        .collect()
+}

@@ -93,27 +93,50 @@ impl Store for PostgresStore {
     }
 
     async fn enqueue_batch(&self, events: &[Event]) -> anyhow::Result<Vec<Inserted>> {
-        let mut tx = self.pool.begin().await?;
-        let mut out = Vec::with_capacity(events.len());
-        for event in events {
-            let added = insert_event(&mut *tx, event).await?;
-            out.push(if added { Inserted::Queued } else { Inserted::Duplicate });
+        // One statement (arrays, one round trip) and one commit for the whole batch.
+        let n = events.len();
+        let (mut trackers, mut deliveries, mut kinds, mut keys, mut packed, mut received) =
+            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        for e in events {
+            trackers.push(e.tracker().as_str().to_string());
+            deliveries.push(e.delivery.as_str().to_string());
+            kinds.push(e.kind.clone());
+            keys.push(e.issue.key.to_string());
+            packed.push(pack_event(e)?);
+            received.push(to_ms(e.received_at));
         }
-        tx.commit().await?;
-        Ok(out)
+        let added: Vec<(String, String)> = sqlx::query_as(
+            "INSERT INTO inbox (tracker, delivery_id, kind, issue_key, event, received_at)
+             SELECT tracker, delivery_id, kind, issue_key, event, received_at
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
+                 WITH ORDINALITY AS t(tracker, delivery_id, kind, issue_key, event, received_at, n)
+             ORDER BY n
+             ON CONFLICT (tracker, delivery_id) DO NOTHING
+             RETURNING tracker, delivery_id",
+        )
+        .bind(trackers)
+        .bind(deliveries)
+        .bind(kinds)
+        .bind(keys)
+        .bind(packed)
+        .bind(received)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(inserted_in_order(events, added))
     }
 
     async fn claim(&self, now: DateTime<Utc>, limit: usize, lease: chrono::Duration) -> anyhow::Result<Vec<InboxItem>> {
         let now_ms = to_ms(now);
-        // Heads come from this statement's snapshot; the row lock re-checks status and lease on
+        // Heads (no older pending row of the issue) come from this statement's snapshot, found
+        // by walking pending rows in arrival order with one index probe each; the row lock re-checks status and lease on
         // the newest version, so a head another replica finished or leased meanwhile is
         // dropped, and SKIP LOCKED means replicas never wait for each other (or deadlock).
         let rows = sqlx::query(
-            "WITH heads AS (
-                SELECT DISTINCT ON (issue_key) id FROM inbox WHERE status = 'pending' ORDER BY issue_key, id
-             ), picked AS (
-                SELECT i.id FROM inbox i JOIN heads h ON h.id = i.id
+            "WITH picked AS (
+                SELECT i.id FROM inbox i
                 WHERE i.status = 'pending' AND i.next_attempt_at <= $3 AND i.lease_until <= $3
+                  AND NOT EXISTS (SELECT 1 FROM inbox p
+                                  WHERE p.issue_key = i.issue_key AND p.status = 'pending' AND p.id < i.id)
                 ORDER BY i.id LIMIT $4
                 FOR UPDATE OF i SKIP LOCKED
              )
