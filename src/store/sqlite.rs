@@ -20,9 +20,41 @@ pub struct SqliteStore {
     /// of milliseconds per delivery. Writers of this process queue here instead, in order, and
     /// never meet a busy database.
     writer: tokio::sync::Mutex<()>,
+    /// Inbox commits waiting for the writer: processing writes let them go first, since a
+    /// tracker is waiting for each acknowledgement and a worker is not.
+    inbox_waiting: std::sync::atomic::AtomicUsize,
+    inbox_took_lock: tokio::sync::Notify,
 }
 
 impl SqliteStore {
+    /// The in-process write lock; an inbox commit (`inbox`) goes ahead of processing writes
+    /// that have not yet queued for it.
+    async fn write_lock(&self, inbox: bool) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if inbox {
+            self.inbox_waiting.fetch_add(1, SeqCst);
+            let guard = self.writer.lock().await;
+            self.inbox_waiting.fetch_sub(1, SeqCst);
+            self.inbox_took_lock.notify_waiters();
+            return guard;
+        }
+        loop {
+            // Wait only until the queued inbox commit holds the lock, then queue behind it.
+            while self.inbox_waiting.load(SeqCst) > 0 {
+                let took = self.inbox_took_lock.notified();
+                if self.inbox_waiting.load(SeqCst) == 0 {
+                    break;
+                }
+                took.await;
+            }
+            let guard = self.writer.lock().await;
+            if self.inbox_waiting.load(SeqCst) == 0 {
+                return guard;
+            }
+            drop(guard);
+        }
+    }
+
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         let options = SqliteConnectOptions::from_str(url)
             .with_context(|| format!("database URL {url:?} is not a SQLite URL"))?
@@ -45,7 +77,7 @@ impl SqliteStore {
             .connect_with(options.synchronous(SqliteSynchronous::Full))
             .await
             .with_context(|| format!("opening {url}"))?;
-        Ok(SqliteStore { pool, inbox, owner: new_owner(), writer: tokio::sync::Mutex::new(()) })
+        Ok(SqliteStore { pool, inbox, owner: new_owner(), writer: tokio::sync::Mutex::new(()), inbox_waiting: Default::default(), inbox_took_lock: tokio::sync::Notify::new() })
     }
 }
 
@@ -102,7 +134,7 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue_batch(&self, events: &[Event]) -> anyhow::Result<Vec<Inserted>> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.write_lock(true).await;
         // One statement and one transaction, so one fsync, for the whole batch: this is what
         // lets ingest keep up. The rows it returns are the ones that were new.
         let mut rows = Vec::with_capacity(events.len());
@@ -126,7 +158,7 @@ impl Store for SqliteStore {
     }
 
     async fn claim(&self, now: DateTime<Utc>, limit: usize, lease: chrono::Duration) -> anyhow::Result<Vec<InboxItem>> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.write_lock(false).await;
         let now_ms = to_ms(now);
         // SQLite runs one writer at a time, so choosing and leasing in one statement is atomic.
         // Pending rows are walked in arrival order and each is checked to be its issue's head
@@ -163,7 +195,7 @@ impl Store for SqliteStore {
     }
 
     async fn renew(&self, ids: &[i64], until: DateTime<Utc>) -> anyhow::Result<()> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.write_lock(false).await;
         for id in ids {
             sqlx::query("UPDATE inbox SET lease_until = ? WHERE id = ? AND lease_owner = ? AND status = 'pending'")
                 .bind(to_ms(until))
@@ -176,7 +208,7 @@ impl Store for SqliteStore {
     }
 
     async fn release_all_leases(&self) -> anyhow::Result<u64> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.write_lock(false).await;
         let done = sqlx::query("UPDATE inbox SET lease_owner = NULL, lease_until = 0 WHERE status = 'pending' AND lease_until > 0")
             .execute(&self.pool)
             .await?;
@@ -192,7 +224,7 @@ impl Store for SqliteStore {
     }
 
     async fn ledger_add(&self, id: i64, purpose: &str, content_hash: &str, result: Option<&str>, at: DateTime<Utc>) -> anyhow::Result<()> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.write_lock(false).await;
         sqlx::query(
             "INSERT INTO effect_ledger (inbox_id, purpose, content_hash, result, applied_at) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT DO NOTHING",
@@ -208,7 +240,7 @@ impl Store for SqliteStore {
     }
 
     async fn complete(&self, c: Completion) -> anyhow::Result<()> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.write_lock(false).await;
         let mut tx = self.pool.begin().await?;
         let key = c.snapshot.key.to_string();
         sqlx::query(
@@ -307,7 +339,7 @@ impl Store for SqliteStore {
     }
 
     async fn retry_at(&self, id: i64, error: &str, at: DateTime<Utc>) -> anyhow::Result<()> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.write_lock(false).await;
         sqlx::query(
             "UPDATE inbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?,
                               lease_owner = NULL, lease_until = 0
@@ -323,7 +355,7 @@ impl Store for SqliteStore {
     }
 
     async fn bury(&self, id: i64, error: &str) -> anyhow::Result<()> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.write_lock(false).await;
         sqlx::query(
             "UPDATE inbox SET status = 'dead', attempts = attempts + 1, last_error = ?,
                               lease_owner = NULL, lease_until = 0
@@ -359,7 +391,7 @@ impl Store for SqliteStore {
     }
 
     async fn requeue(&self, ids: &[i64]) -> anyhow::Result<u64> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.write_lock(false).await;
         let mut tx = self.pool.begin().await?;
         let mut n = 0;
         if ids.is_empty() {
@@ -424,7 +456,7 @@ impl Store for SqliteStore {
     }
 
     async fn fire_timer(&self, timer: &Timer, event: &Event) -> anyhow::Result<bool> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.write_lock(false).await;
         let mut tx = self.pool.begin().await?;
         let fired = sqlx::query(
             "UPDATE timers SET fired_at = ? WHERE issue_key = ? AND purpose = ? AND due_at = ? AND fired_at IS NULL",
@@ -446,7 +478,7 @@ impl Store for SqliteStore {
     }
 
     async fn claim_job(&self, name: &str, period: &str, now: DateTime<Utc>) -> anyhow::Result<bool> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.write_lock(false).await;
         let done = sqlx::query(
             "INSERT INTO jobs (name, period, state, started_at) VALUES (?, ?, 'running', ?)
              ON CONFLICT (name, period) DO UPDATE SET started_at = excluded.started_at
@@ -462,7 +494,7 @@ impl Store for SqliteStore {
     }
 
     async fn finish_job(&self, name: &str, period: &str, result: Result<&str, &str>, now: DateTime<Utc>) -> anyhow::Result<()> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.write_lock(false).await;
         match result {
             Ok(text) => {
                 sqlx::query("UPDATE jobs SET state = 'done', finished_at = ?, result = ? WHERE name = ? AND period = ?")
@@ -485,7 +517,7 @@ impl Store for SqliteStore {
     }
 
     async fn import(&self, snapshot: &IssueSnapshot, history: &[HistoryEntry], done: Option<(&str, &str)>) -> anyhow::Result<()> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.write_lock(false).await;
         let mut tx = self.pool.begin().await?;
         let key = snapshot.key.to_string();
         sqlx::query(
