@@ -130,7 +130,10 @@ async fn a_lease_runs_out_and_the_late_owner_is_fenced(kind: &str) {
     assert_eq!(mine.len(), 1);
     assert!(b.claim(now + Duration::seconds(29), 10, LEASE).await.unwrap().is_empty(), "{kind}: a live lease is exclusive");
     a.ledger_add(mine[0].id, "add_labels", "h1", None, now).await.unwrap();
-    let later = now + Duration::seconds(31);
+    // A worker still busy renews its lease; only one that stopped loses it.
+    a.renew(&[mine[0].id], now + Duration::seconds(40)).await.unwrap();
+    assert!(b.claim(now + Duration::seconds(31), 10, LEASE).await.unwrap().is_empty(), "{kind}: a renewed lease holds");
+    let later = now + Duration::seconds(41);
     let theirs = b.claim(later, 10, LEASE).await.unwrap();
     assert_eq!(theirs.len(), 1, "{kind}: an expired lease is taken over");
     assert_eq!(theirs[0].id, mine[0].id);

@@ -196,14 +196,19 @@ impl Store for SqliteStore {
 
     async fn renew(&self, ids: &[i64], until: DateTime<Utc>) -> anyhow::Result<()> {
         let _writing = self.write_lock(false).await;
-        for id in ids {
-            sqlx::query("UPDATE inbox SET lease_until = ? WHERE id = ? AND lease_owner = ? AND status = 'pending'")
-                .bind(to_ms(until))
-                .bind(id)
-                .bind(&self.owner)
-                .execute(&self.pool)
-                .await?;
+        if ids.is_empty() {
+            return Ok(());
         }
+        // One statement for every lease this process holds, as PostgreSQL's `= ANY($2)`.
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("UPDATE inbox SET lease_until = ");
+        q.push_bind(to_ms(until)).push(" WHERE lease_owner = ").push_bind(&self.owner);
+        q.push(" AND status = 'pending' AND id IN (");
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        q.push(")");
+        q.build().execute(&self.pool).await?;
         Ok(())
     }
 
