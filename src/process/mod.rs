@@ -250,9 +250,10 @@ impl Processor {
         let mut applied = Vec::with_capacity(effects.len());
         // What an earlier attempt of this very event applied before it crashed or failed: a
         // retry skips those calls (the effect ledger), so no effect is applied twice.
+        // (Most events plan nothing, e.g. the echo of rollgate's own change: no read then.)
         let ledger = match &tracker {
-            Some(_) => self.store.ledger(item.id).await?,
-            None => Default::default(),
+            Some(_) if !effects.is_empty() => self.store.ledger(item.id).await?,
+            _ => Default::default(),
         };
         if let Some(t) = tracker.as_ref().filter(|t| t.holds_fields()) {
             // Jira: every label effect becomes one field update (and a transition for status).
