@@ -11,19 +11,36 @@ use std::time::Duration;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 pub struct PostgresStore {
+    /// Deliveries, timers, jobs and everything an operator does: each commit is flushed to
+    /// disk before it returns (the server's `synchronous_commit`, normally on).
     pool: PgPool,
+    /// The workers' per-event reads and writes (claims, leases, completions, the effect
+    /// ledger), with `synchronous_commit = off`: they do not wait for the server's WAL flush,
+    /// so they never hold up the flush an acknowledgement waits for. A crash of the database
+    /// server (not of a replica) may take back the last fraction of a second of them; those
+    /// events are then processed again, and the planner's effects are idempotent. This is the
+    /// same promise SQLite's processing writes make (`synchronous = NORMAL`).
+    work: PgPool,
     owner: String,
 }
 
 impl PostgresStore {
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let pool = PgPoolOptions::new()
+        let context = || format!("connecting to PostgreSQL at {}", crate::config::redact_url(url));
+        let pool = PgPoolOptions::new().max_connections(4).acquire_timeout(Duration::from_secs(10)).connect(url).await.with_context(context)?;
+        let work = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("SET synchronous_commit = off").execute(conn).await?;
+                    Ok(())
+                })
+            })
             .connect(url)
             .await
-            .with_context(|| format!("connecting to PostgreSQL at {}", crate::config::redact_url(url)))?;
-        Ok(PostgresStore { pool, owner: new_owner() })
+            .with_context(context)?;
+        Ok(PostgresStore { pool, work, owner: new_owner() })
     }
 }
 
@@ -144,11 +161,15 @@ impl Store for PostgresStore {
              FROM picked WHERE inbox.id = picked.id
              RETURNING inbox.id, inbox.event, inbox.attempts",
         )
+        // Planned afresh each time, never from a generic plan cached while the inbox was
+        // nearly empty: such a plan (sort every pending row, or probe the anti-join by id
+        // alone) costs seconds per claim once a burst has queued tens of thousands of rows.
+        .persistent(false)
         .bind(&self.owner)
         .bind(to_ms(now + lease))
         .bind(now_ms)
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.work)
         .await?;
         let mut items = Vec::with_capacity(rows.len());
         for row in rows {
@@ -168,7 +189,7 @@ impl Store for PostgresStore {
             .bind(to_ms(until))
             .bind(ids)
             .bind(&self.owner)
-            .execute(&self.pool)
+            .execute(&self.work)
             .await?;
         Ok(())
     }
@@ -179,7 +200,7 @@ impl Store for PostgresStore {
     }
 
     async fn complete(&self, c: Completion) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.work.begin().await?;
         // Fence first: if our lease was taken over, nothing below may be written.
         let marked = sqlx::query(
             "UPDATE inbox SET status = 'done', attempts = attempts + 1, last_error = NULL,
@@ -274,7 +295,7 @@ impl Store for PostgresStore {
         .bind(to_ms(at))
         .bind(id)
         .bind(&self.owner)
-        .execute(&self.pool)
+        .execute(&self.work)
         .await?;
         Ok(())
     }
@@ -288,7 +309,7 @@ impl Store for PostgresStore {
         .bind(error)
         .bind(id)
         .bind(&self.owner)
-        .execute(&self.pool)
+        .execute(&self.work)
         .await?;
         Ok(())
     }
@@ -296,7 +317,7 @@ impl Store for PostgresStore {
     async fn ledger(&self, id: i64) -> anyhow::Result<HashMap<(String, String), Option<String>>> {
         let rows = sqlx::query("SELECT purpose, content_hash, result FROM effect_ledger WHERE inbox_id = $1")
             .bind(id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.work)
             .await?;
         Ok(rows.into_iter().map(|r| ((r.get(0), r.get(1)), r.get(2))).collect())
     }
@@ -311,7 +332,7 @@ impl Store for PostgresStore {
         .bind(content_hash)
         .bind(result)
         .bind(to_ms(at))
-        .execute(&self.pool)
+        .execute(&self.work)
         .await?;
         Ok(())
     }
@@ -371,13 +392,13 @@ impl Store for PostgresStore {
 
     async fn issue_state(&self, key: &IssueKey) -> anyhow::Result<Option<IssueState>> {
         let k = key.to_string();
-        let Some(row) = sqlx::query("SELECT snapshot FROM issues WHERE issue_key = $1").bind(&k).fetch_optional(&self.pool).await? else {
+        let Some(row) = sqlx::query("SELECT snapshot FROM issues WHERE issue_key = $1").bind(&k).fetch_optional(&self.work).await? else {
             return Ok(None);
         };
         let snapshot = serde_json::from_str(row.get("snapshot")).with_context(|| format!("stored view of {key} is unreadable"))?;
         let bot_comments = sqlx::query("SELECT tag, comment_id, body_hash, body FROM bot_comments WHERE issue_key = $1")
             .bind(&k)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.work)
             .await?
             .into_iter()
             .map(|r| {
@@ -561,7 +582,7 @@ impl Store for PostgresStore {
             "SELECT at, field, old_value, new_value, actor, source FROM history WHERE issue_key = $1 ORDER BY at, id",
         )
         .bind(key.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.work)
         .await?;
         Ok(rows.iter().map(history_entry).collect())
     }
@@ -573,7 +594,7 @@ impl Store for PostgresStore {
              FROM audit WHERE issue_key = $1 ORDER BY id",
         )
         .bind(key.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.work)
         .await?;
         rows.into_iter()
             .map(|r| {
