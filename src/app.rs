@@ -119,6 +119,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
     }
 
     let wake = Arc::new(Notify::new());
+    let ingest = Arc::new(crate::queue::IngestLoad::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let processor = Arc::new(Processor {
         store: store.clone(),
@@ -133,6 +134,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
         processor,
         clock: clock.clone(),
         wake: wake.clone(),
+        ingest: ingest.clone(),
         workers: settings.queue.workers,
         max_attempts: settings.queue.max_attempts,
         lease: std::time::Duration::from_secs(settings.queue.lease_secs),
@@ -151,7 +153,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
     spawn_sighup_reload(reloader.clone(), shutdown_rx.clone());
 
     let state = AppState {
-        inbox: crate::store::Batcher::spawn(store.clone()),
+        inbox: crate::store::Batcher::spawn(store.clone(), ingest),
         store: store.clone(),
         policies,
         clock,

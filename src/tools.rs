@@ -163,6 +163,7 @@ pub async fn sweep(settings: &crate::config::Settings, at: chrono::DateTime<chro
         }),
         clock,
         wake: Default::default(),
+        ingest: Default::default(),
         workers: 1,
         max_attempts: settings.queue.max_attempts,
         lease: std::time::Duration::from_secs(settings.queue.lease_secs),

@@ -18,11 +18,13 @@ type Reply = oneshot::Sender<Result<Inserted, String>>;
 #[derive(Clone)]
 pub struct Batcher {
     tx: mpsc::Sender<(Event, Reply)>,
+    /// Counts deliveries for the queue's pacing.
+    load: Arc<crate::queue::IngestLoad>,
 }
 
 impl Batcher {
     /// Starts the one writer task; it ends when every `Batcher` clone is dropped.
-    pub fn spawn(store: Arc<dyn Store>) -> Batcher {
+    pub fn spawn(store: Arc<dyn Store>, load: Arc<crate::queue::IngestLoad>) -> Batcher {
         let (tx, mut rx) = mpsc::channel::<(Event, Reply)>(QUEUE);
         tokio::spawn(async move {
             let mut events = Vec::with_capacity(MAX_BATCH);
@@ -56,11 +58,12 @@ impl Batcher {
                 events.clear();
             }
         });
-        Batcher { tx }
+        Batcher { tx, load }
     }
 
     /// Stores one event durably (with whatever else is waiting) and says whether it was new.
     pub async fn enqueue(&self, event: Event) -> anyhow::Result<Inserted> {
+        self.load.arrived(1);
         let (reply, answer) = oneshot::channel();
         self.tx.send((event, reply)).await.map_err(|_| anyhow::anyhow!("the inbox writer has stopped"))?;
         answer.await.map_err(|_| anyhow::anyhow!("the inbox writer has stopped"))?.map_err(anyhow::Error::msg)
