@@ -99,7 +99,7 @@ impl SqliteStore {
             .await
             .with_context(|| format!("opening {url}"))?;
         let gate = Arc::new(WriteGate::default());
-        tokio::spawn(checkpointer(pool.clone(), gate.clone()));
+        tokio::spawn(checkpointer(pool.clone(), Arc::downgrade(&gate)));
         Ok(SqliteStore { pool, inbox, owner: new_owner(), gate })
     }
 }
@@ -112,19 +112,23 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// on), which copies nearly everything; then, holding the write lock as a processing write
 /// does, once more for the few frames appended meanwhile. Only a checkpoint that has copied the
 /// whole WAL lets the next writer start it over from the beginning; without the second pass
-/// the file would grow for as long as writes keep coming. Ends when the pool is closed.
-async fn checkpointer(pool: SqlitePool, gate: Arc<WriteGate>) {
+/// the file would grow for as long as writes keep coming. Ends with the store (the gate is
+/// the store's), so a dropped store does not keep its connections open.
+async fn checkpointer(pool: SqlitePool, gate: std::sync::Weak<WriteGate>) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if pool.is_closed() {
+        let Some(gate) = gate.upgrade().filter(|_| !pool.is_closed()) else {
             return;
-        }
+        };
         let checkpoint = || sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool);
         let result = match checkpoint().await {
             Ok(_) => {
-                let _writing = gate.lock(false).await;
+                // Ahead of processing writes, like an inbox commit: under a steady stream of
+                // deliveries a processing write may wait its turn for long, and a checkpointer
+                // waiting that long lets the WAL grow meanwhile. The pass is short.
+                let _writing = gate.lock(true).await;
                 checkpoint().await
             }
             Err(e) => Err(e),
