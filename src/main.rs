@@ -58,7 +58,7 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Print a month's metrics report (M1-M9) as Markdown; --post files it as a new issue.
+    /// Print a month's metrics report (M1-M9) as Markdown; --post files it as an issue (or updates the one filed for that month).
     Report {
         /// The month, e.g. 2026-11 (default: last month).
         #[arg(long)]
@@ -189,8 +189,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if post {
                 let target = settings.reports_target.as_deref().context("--post needs ROLLGATE_REPORTS_TARGET (owner/repo or a Jira project)")?;
                 let (trackers, _) = rollgate::app::build_trackers(&settings).await?;
-                let key = rollgate::report::post(&trackers, target, &title, &body).await?;
-                println!("filed {} as {}", title, key.short());
+                let (key, new) = rollgate::report::post(&trackers, target, &title, &body).await?;
+                println!("{} {} as {}", if new { "filed" } else { "updated the existing" }, title, key.short());
             } else {
                 println!("# {title}\n\n{body}");
             }

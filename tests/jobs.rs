@@ -18,19 +18,24 @@ fn t(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
 
-#[tokio::test]
-async fn monthly_and_weekly_issues_are_filed_once_and_kept_up_to_date() {
-    let clock = Arc::new(FixedClock::new(t("2026-11-23T10:00:00Z")));
-    let h = Harness::start_clocked(|s| s.roles.pm = vec!["priya".into()], clock.clone()).await;
+/// The periodic jobs of the harness's service, filing in the fake GitHub's repository.
+fn jobs(h: &Harness) -> Jobs {
     let github = GithubTracker::new(&h.github.url, &Secret::new(support::fake_github::TOKEN), RetryPolicy::default()).unwrap();
-    let jobs = Jobs {
+    Jobs {
         store: h.app.store.clone(),
         calendar: Arc::new(Default::default()),
         policies: support::policies_dir(),
         target: Some(REPO.into()),
         trackers: Trackers { github: Some(Arc::new(github)), jira: None },
         last_refresh: Default::default(),
-    };
+    }
+}
+
+#[tokio::test]
+async fn monthly_and_weekly_issues_are_filed_once_and_kept_up_to_date() {
+    let clock = Arc::new(FixedClock::new(t("2026-11-23T10:00:00Z")));
+    let h = Harness::start_clocked(|s| s.roles.pm = vec!["priya".into()], clock.clone()).await;
+    let jobs = jobs(&h);
     let run = |now: &str| {
         *jobs.last_refresh.lock().unwrap() = None;
         jobs.run_due(t(now))
@@ -89,7 +94,6 @@ async fn monthly_and_weekly_issues_are_filed_once_and_kept_up_to_date() {
 async fn after_downtime_the_missed_reports_and_decisions_logs_are_filed_once() {
     let clock = Arc::new(FixedClock::new(t("2026-11-23T10:00:00Z")));
     let h = Harness::start_clocked(|_| {}, clock).await;
-    let github = GithubTracker::new(&h.github.url, &Secret::new(support::fake_github::TOKEN), RetryPolicy::default()).unwrap();
     let store = h.app.store.clone();
     // The service last ran in early November: August's report and week 45's log were filed.
     let then = t("2026-11-02T10:00:00Z");
@@ -97,14 +101,7 @@ async fn after_downtime_the_missed_reports_and_decisions_logs_are_filed_once() {
     store.finish_job("metrics-report", "2026-08", Ok("github:x/y#1"), then).await.unwrap();
     assert!(store.claim_job("decisions-log", "2026-W45", then).await.unwrap());
     store.finish_job("decisions-log", "2026-W45", Ok("github:x/y#2 0"), then).await.unwrap();
-    let jobs = Jobs {
-        store: store.clone(),
-        calendar: Arc::new(Default::default()),
-        policies: support::policies_dir(),
-        target: Some(REPO.into()),
-        trackers: Trackers { github: Some(Arc::new(github)), jira: None },
-        last_refresh: Default::default(),
-    };
+    let jobs = jobs(&h);
     let done = jobs.run_due(t("2026-11-23T10:00:00Z")).await.unwrap();
     let filed: Vec<&String> = done.iter().filter(|d| d.starts_with("filed")).collect();
     for want in ["filed the 2026-09 metrics report", "filed the 2026-10 metrics report", "filed Decisions log — 2026-W46", "filed Decisions log — 2026-W47", "filed Decisions log — 2026-W48"] {
@@ -114,5 +111,27 @@ async fn after_downtime_the_missed_reports_and_decisions_logs_are_filed_once() {
     *jobs.last_refresh.lock().unwrap() = None;
     let again = jobs.run_due(t("2026-11-23T10:05:00Z")).await.unwrap();
     assert!(again.iter().all(|d| !d.starts_with("filed")), "{again:?}");
+    h.app.stop().await.unwrap();
+}
+
+/// GitHub creates the report issue but the answer is lost (a 502 after the write): the run
+/// fails, and the next one finds the issue by its title instead of filing a second one.
+#[tokio::test]
+async fn a_report_whose_answer_was_lost_is_found_not_filed_twice() {
+    let clock = Arc::new(FixedClock::new(t("2026-11-23T10:00:00Z")));
+    let h = Harness::start_clocked(|_| {}, clock).await;
+    let jobs = jobs(&h);
+    let reports = || (1..=20u64).filter(|n| h.github.issue_opt(REPO, *n).is_some_and(|i| i.title == "Rollout metrics — 2026-10")).count();
+
+    h.github.lose_answer_to_next_issue_created();
+    let err = jobs.run_due(t("2026-11-23T10:00:00Z")).await.expect_err("the answer was lost");
+    assert!(format!("{err:#}").contains("2026-10 metrics report"), "{err:#}");
+    assert_eq!(reports(), 1, "GitHub holds the issue; the POST was not repeated in place");
+
+    *jobs.last_refresh.lock().unwrap() = None;
+    let done = jobs.run_due(t("2026-11-23T10:05:00Z")).await.unwrap();
+    assert!(done.iter().any(|d| d == "filed the 2026-10 metrics report as Codertocat/Hello-World#1"), "{done:?}");
+    assert_eq!(reports(), 1, "found by its title, not filed again");
+    assert_eq!(h.app.store.job_result("metrics-report", "2026-10").await.unwrap().as_deref(), Some("github:Codertocat/Hello-World#1"));
     h.app.stop().await.unwrap();
 }

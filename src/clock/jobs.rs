@@ -95,7 +95,7 @@ impl Jobs {
         {
             let filed = async {
                 let (title, body) = report::monthly(self.store.as_ref(), &self.calendar, &self.policies, month).await?;
-                report::post(&self.trackers, target, &title, &body).await
+                report::post(&self.trackers, target, &title, &body).await.map(|(key, _)| key)
             }
             .await;
             match filed {
@@ -116,7 +116,7 @@ impl Jobs {
         let hash = body_hash(body);
         if self.store.claim_job(job, week, now).await? {
             return match report::post(&self.trackers, target, title, body).await {
-                Ok(key) => {
+                Ok((key, _)) => {
                     self.store.finish_job(job, week, Ok(&format!("{key} {hash}")), now).await?;
                     Ok(Some(format!("filed {title} as {}", key.short())))
                 }

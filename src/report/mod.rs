@@ -300,9 +300,20 @@ pub async fn monthly(store: &dyn Store, calendar: &Calendar, policies: &Path, mo
     Ok((format!("Rollout metrics — {month}"), markdown(month, releases, &values, &urls, calendar.tz.name())))
 }
 
-/// Files a report as a new issue in the reports target (`owner/repo` or a Jira project).
-pub async fn post(trackers: &crate::process::Trackers, target: &str, title: &str, body: &str) -> anyhow::Result<IssueKey> {
+/// The label every issue rollgate files carries.
+const REPORT_LABEL: &str = "rollgate-report";
+
+/// Files a report as a new issue in the reports target (`owner/repo` or a Jira project),
+/// unless an issue with this title is there already: a run whose create reached the tracker
+/// but whose answer was lost failed, and its retry must not file a second issue; that one is
+/// brought up to date instead. True with the key when the issue is new.
+pub async fn post(trackers: &crate::process::Trackers, target: &str, title: &str, body: &str) -> anyhow::Result<(IssueKey, bool)> {
     let (tracker, kind) = if target.contains('/') { (trackers.github.as_ref(), "GitHub") } else { (trackers.jira.as_ref(), "Jira") };
     let tracker = tracker.ok_or_else(|| anyhow::anyhow!("no {kind} credentials to file the report in {target}"))?;
-    Ok(tracker.create_issue(target, title, body, &["rollgate-report".to_string()]).await?)
+    if let Some(key) = tracker.find_issue(target, title, REPORT_LABEL).await? {
+        tracing::info!(issue = %key.short(), %title, "the report issue was filed by an earlier attempt");
+        tracker.update_issue_body(&key, body).await?;
+        return Ok((key, false));
+    }
+    Ok((tracker.create_issue(target, title, body, &[REPORT_LABEL.to_string()]).await?, true))
 }

@@ -516,14 +516,28 @@ impl Tracker for GithubTracker {
         }
     }
 
+    async fn find_issue(&self, project: &str, title: &str, label: &str) -> TrackerResult<Option<IssueKey>> {
+        #[derive(Deserialize)]
+        struct Listed {
+            number: u64,
+            title: String,
+        }
+        let label = utf8_percent_encode(label, PATH_SEGMENT);
+        let path = format!("/repos/{project}/issues?labels={label}&state=all&sort=created&direction=desc&per_page=100");
+        let listed: Vec<Listed> = parse("issues", &self.call(On::Repo(project), Method::GET, &path, None).await?)?;
+        Ok(listed.into_iter().find(|i| i.title == title).map(|i| IssueKey::github(project, i.number)))
+    }
+
     async fn create_issue(&self, project: &str, title: &str, body: &str, labels: &[String]) -> TrackerResult<IssueKey> {
         #[derive(Deserialize)]
         struct Created {
             number: u64,
         }
         let path = format!("/repos/{project}/issues");
+        // Once, as a comment: a lost answer must not become a second issue (see `find_issue`).
+        let once = RetryPolicy { attempts: 1, ..self.retry.clone() };
         let text = self
-            .call(On::Repo(project), Method::POST, &path, Some(json!({ "title": title, "body": body, "labels": labels })))
+            .call_with(&once, On::Repo(project), Method::POST, &path, Some(json!({ "title": title, "body": body, "labels": labels })))
             .await?;
         Ok(IssueKey::github(project, parse::<Created>("issue", &text)?.number))
     }

@@ -97,6 +97,16 @@ pub trait Tracker: Send + Sync + 'static {
         Err(TrackerError::Rejected("this tracker holds playbook fields as labels".into()))
     }
 
+    /// The newest issue in `project` titled exactly `title` and labelled `label`, open or
+    /// closed, among the latest hundred with that label: how a job that filed an issue but never
+    /// heard back (the answer was lost) finds it instead of filing it again.
+    async fn find_issue(&self, _project: &str, _title: &str, _label: &str) -> TrackerResult<Option<IssueKey>> {
+        Ok(None)
+    }
+
+    /// Replicas sharing this deployment's budget with this process (see `guard::Budget`).
+    fn share_budget(&self, _replicas: usize) {}
+
     /// Files a new issue in `project` (`owner/repo`); returns its key.
     async fn create_issue(
         &self,

@@ -58,6 +58,8 @@ struct World {
     /// Issues whose events GitHub refuses (a backfill interrupted at a known point).
     refuse_events: Vec<u64>,
     faults: VecDeque<Fault>,
+    /// The next issue created is stored, and its answer replaced by a 502.
+    lose_next_created: bool,
 }
 
 #[derive(Clone)]
@@ -230,6 +232,11 @@ impl FakeGithub {
         self.stall_comments.send_replace(false);
     }
 
+    /// The next issue created is stored, but rollgate gets a 502 instead of its number.
+    pub fn lose_answer_to_next_issue_created(&self) {
+        self.world.lock().unwrap().lose_next_created = true;
+    }
+
     /// From now on a new comment is stored but its answer held until `resume`.
     pub fn stall_after_creating_comments(&self) {
         self.stall_comments.send_replace(true);
@@ -352,6 +359,9 @@ async fn create_issue(State(f): State<Shared>, h: HeaderMap, Path((o, r)): Path<
     };
     let out = issue_json(&repo, n, &issue);
     w.issues.insert((repo, n), issue);
+    if std::mem::take(&mut w.lose_next_created) {
+        return (StatusCode::BAD_GATEWAY, Json(json!({"message": "Bad Gateway"}))).into_response();
+    }
     (StatusCode::CREATED, Json(out)).into_response()
 }
 
@@ -359,6 +369,11 @@ async fn create_issue(State(f): State<Shared>, h: HeaderMap, Path((o, r)): Path<
 struct Page {
     per_page: Option<usize>,
     page: Option<usize>,
+    /// Issue lists: comma-separated labels an issue must all carry; `state` open (the
+    /// default), closed or all; `direction` asc or desc (by number, as by creation here).
+    labels: Option<String>,
+    state: Option<String>,
+    direction: Option<String>,
 }
 
 async fn list_comments(
@@ -477,14 +492,22 @@ async fn list_issues(State(f): State<Shared>, h: HeaderMap, Path((o, r)): Path<(
     let w = f.world.lock().unwrap();
     let per = p.per_page.unwrap_or(30).min(100);
     let page = p.page.unwrap_or(1).max(1);
-    let items: Vec<Value> = w
+    let wanted: Vec<&str> = p.labels.as_deref().map(|l| l.split(',').collect()).unwrap_or_default();
+    let state = p.state.as_deref().unwrap_or("open");
+    let mut items: Vec<(&u64, &FakeIssue)> = w
         .issues
         .iter()
-        .filter(|((rp, _), _)| *rp == repo)
-        .skip((page - 1) * per)
-        .take(per)
-        .map(|((_, n), i)| issue_json(&repo, *n, i))
+        .filter(|((rp, _), i)| {
+            *rp == repo
+                && wanted.iter().all(|l| i.labels.iter().any(|have| have == l))
+                && (state == "all" || (state == "open") == i.open)
+        })
+        .map(|((_, n), i)| (n, i))
         .collect();
+    if p.direction.as_deref() == Some("desc") {
+        items.reverse();
+    }
+    let items: Vec<Value> = items.into_iter().skip((page - 1) * per).take(per).map(|(n, i)| issue_json(&repo, *n, i)).collect();
     Json(items).into_response()
 }
 

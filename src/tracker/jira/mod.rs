@@ -83,8 +83,20 @@ impl JiraTracker {
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> TrackerResult<String> {
+        self.call_with(&self.retry, method, path, body).await
+    }
+
+    /// A create, tried once: when its answer is lost (5xx, reset, timeout) the thing may exist,
+    /// and a second POST would make it twice. The caller's retry looks for it first (a
+    /// comment's marker, a report's title).
+    async fn create_once(&self, path: &str, body: Value) -> TrackerResult<String> {
+        let once = RetryPolicy { attempts: 1, ..self.retry.clone() };
+        self.call_with(&once, Method::POST, path, Some(body)).await
+    }
+
+    async fn call_with(&self, retry: &RetryPolicy, method: Method, path: &str, body: Option<Value>) -> TrackerResult<String> {
         let what = format!("{method} {path}");
-        self.retry
+        retry
             .run("Jira", &what, message, || async {
                 let mut req = self.http.request(method.clone(), self.url(path)).header("authorization", &self.auth).header("accept", "application/json");
                 if let Some(b) = &body {
@@ -305,7 +317,7 @@ impl Tracker for JiraTracker {
         if let Some(tag) = tag {
             payload["properties"] = json!([{ "key": PROPERTY, "value": { "tag": tag } }]);
         }
-        let created: RawComment = parse("comment", &self.call(Method::POST, &format!("/issue/{}/comment", issue.short()), Some(payload)).await?)?;
+        let created: RawComment = parse("comment", &self.create_once(&format!("/issue/{}/comment", issue.short()), payload).await?)?;
         Ok(CommentId(created.id.parse().unwrap_or(0)))
     }
 
@@ -330,6 +342,35 @@ impl Tracker for JiraTracker {
         Ok(false)
     }
 
+    async fn find_issue(&self, project: &str, title: &str, label: &str) -> TrackerResult<Option<IssueKey>> {
+        #[derive(Deserialize)]
+        struct Page {
+            issues: Vec<Found>,
+        }
+        #[derive(Deserialize)]
+        struct Found {
+            key: String,
+            fields: Summary,
+        }
+        #[derive(Deserialize)]
+        struct Summary {
+            #[serde(default)]
+            summary: String,
+        }
+        // JQL string literals: backslash and double quote are escaped.
+        let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        let jql = format!("project = \"{}\" AND labels = \"{}\" ORDER BY created DESC", quote(project), quote(label));
+        let path = format!(
+            "/search?jql={}&maxResults=100&fields=summary",
+            percent_encoding::utf8_percent_encode(&jql, percent_encoding::NON_ALPHANUMERIC)
+        );
+        let page: Page = parse("search", &self.call(Method::GET, &path, None).await?)?;
+        match page.issues.into_iter().find(|i| i.fields.summary == title) {
+            Some(found) => Ok(Some(found.key.parse().map_err(|e: crate::model::BadIssueKey| TrackerError::Rejected(e.to_string()))?)),
+            None => Ok(None),
+        }
+    }
+
     async fn create_issue(&self, project: &str, title: &str, body: &str, labels: &[String]) -> TrackerResult<IssueKey> {
         #[derive(Deserialize)]
         struct Created {
@@ -342,7 +383,7 @@ impl Tracker for JiraTracker {
             "description": self.body(body),
             "labels": labels,
         });
-        let created: Created = parse("issue", &self.call(Method::POST, "/issue", Some(json!({ "fields": fields }))).await?)?;
+        let created: Created = parse("issue", &self.create_once("/issue", json!({ "fields": fields })).await?)?;
         created.key.parse().map_err(|e: crate::model::BadIssueKey| TrackerError::Rejected(e.to_string()))
     }
 
