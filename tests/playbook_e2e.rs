@@ -236,6 +236,8 @@ async fn vt_001_incident_hotfix_goes_straight_to_released() {
     let explained = s.gh().issue(REPO, 1).comments.into_iter().find(|c| c.body.contains("Why rollgate did what it did")).expect("an /explain reply");
     assert!(explained.body.contains("R1: incident-p0 goes to lane C"), "{}", explained.body);
     assert!(explained.body.contains("R9: dev-released → released"), "{}", explained.body);
+    // Real line breaks, not the two characters `\n` (Rhai's backtick strings keep escapes as written).
+    assert!(explained.body.contains("\n- ") && !explained.body.contains("\\n"), "{}", explained.body);
     h.app.stop().await.unwrap();
 }
 
@@ -248,6 +250,7 @@ async fn a_type_change_outside_the_pm_role_is_reverted_on_the_tracker() {
     assert!(s.labels().contains(&"rollout/2-notified".into()));
     assert!(!s.labels().contains(&"rollout/4-piloted".into()));
     assert!(s.bot_comment("role-refused").body.contains("@dev1"));
+    assert!(s.bot_comment("role-refused").body.contains("was reverted.\n\nA QA lead"), "{}", s.bot_comment("role-refused").body);
     // A tick by someone without a role is undone on the tracker.
     s.comment("/decide accept sprint=S dev-release=2026-11-24", PM).await;
     s.add_label("status/in-dev", PM).await;
