@@ -151,6 +151,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
     });
     tokio::spawn(crate::clock::sweep::run(store.clone(), clock.clone(), wake.clone(), jobs, shutdown_rx.clone()));
     spawn_sighup_reload(reloader.clone(), shutdown_rx.clone());
+    tokio::spawn(share_budgets(store.clone(), clock.clone(), trackers.clone(), shutdown_rx.clone()));
 
     let state = AppState {
         inbox: crate::store::Batcher::spawn(store.clone(), ingest),
@@ -183,6 +184,29 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
 }
 
 /// SIGHUP reloads the policy folder, as a file change or POST /admin/reload does.
+/// Replicas on one PostgreSQL database say they are alive every `HEARTBEAT_EVERY`, and each
+/// takes its part of the tracker's write budget, so two replicas together stay within what
+/// one would spend. A replica that stops counts until `REPLICA_TTL` has passed.
+async fn share_budgets(store: Arc<dyn Store>, clock: Arc<dyn crate::clock::Clock>, trackers: Trackers, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(crate::store::HEARTBEAT_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        match store.heartbeat(clock.now()).await {
+            Ok(replicas) => {
+                crate::metrics::METRICS.set_gauge("rollgate_replicas", &[], replicas as f64);
+                for tracker in [&trackers.github, &trackers.jira].into_iter().flatten() {
+                    tracker.share_budget(replicas);
+                }
+            }
+            // The last share stays in force; the next beat tries again.
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "the replica heartbeat failed"),
+        }
+    }
+}
+
 fn spawn_sighup_reload(reloader: Arc<Reloader>, mut shutdown: watch::Receiver<bool>) {
     #[cfg(unix)]
     tokio::spawn(async move {

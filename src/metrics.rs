@@ -38,6 +38,7 @@ const HELP: &[(&str, &str, &str)] = &[
     ("rollgate_circuit_state", "gauge", "Circuit breaker per tracker: 0 closed, 1 open, 2 half-open."),
     ("rollgate_circuit_opened_total", "counter", "Times a tracker's circuit opened."),
     ("rollgate_api_budget_remaining", "gauge", "Write tokens left per tracker and owner."),
+    ("rollgate_replicas", "gauge", "Replicas alive on this store, between which the write budget is divided."),
     ("rollgate_api_budget_waits_total", "counter", "Writes that waited for the budget, or were rescheduled, by priority."),
     ("rollgate_tracker_rate_limit_remaining", "gauge", "Requests the tracker says are left in its rate-limit window (X-RateLimit-Remaining), from its latest answer."),
     ("rollgate_api_reads_total", "counter", "Tracker reads (not limited by the budget)."),

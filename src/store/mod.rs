@@ -184,6 +184,11 @@ pub trait Store: Send + Sync + 'static {
     async fn ledger(&self, id: i64) -> anyhow::Result<HashMap<(String, String), Option<String>>>;
     /// Records one applied effect of inbox row `id`, as soon as the tracker confirmed it.
     async fn ledger_add(&self, id: i64, purpose: &str, content_hash: &str, result: Option<&str>, at: DateTime<Utc>) -> anyhow::Result<()>;
+    /// Says this replica is alive at `now`; returns how many replicas were alive within
+    /// `REPLICA_TTL` (this one included). One process serves a SQLite file: always 1.
+    async fn heartbeat(&self, _now: DateTime<Utc>) -> anyhow::Result<usize> {
+        Ok(1)
+    }
     async fn dead_letters(&self) -> anyhow::Result<Vec<DeadLetter>>;
     /// Pending events that have failed at least once (oldest first): what is stuck, and why.
     async fn retrying(&self, limit: usize) -> anyhow::Result<Vec<DeadLetter>>;
@@ -222,6 +227,10 @@ pub trait Store: Send + Sync + 'static {
     async fn history(&self, key: &IssueKey) -> anyhow::Result<Vec<HistoryEntry>>;
     async fn audit(&self, key: &IssueKey) -> anyhow::Result<Vec<AuditRecord>>;
 }
+
+/// How often a replica says it is alive, and how long it counts as alive after it last did.
+pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+pub const REPLICA_TTL: chrono::Duration = chrono::Duration::seconds(30);
 
 /// A job run older than this that never finished is taken to have died with its process.
 pub const JOB_STALE: chrono::Duration = chrono::Duration::hours(1);

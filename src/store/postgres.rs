@@ -337,6 +337,26 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn heartbeat(&self, now: DateTime<Utc>) -> anyhow::Result<usize> {
+        // One statement: record this replica, forget long-gone ones, count the live ones.
+        let live: i64 = sqlx::query_scalar(
+            "WITH beat AS (
+                INSERT INTO replicas (owner, seen_at) VALUES ($1, $2)
+                ON CONFLICT (owner) DO UPDATE SET seen_at = excluded.seen_at
+             ), gone AS (
+                DELETE FROM replicas WHERE seen_at < $4
+             )
+             SELECT 1 + count(*) FROM replicas WHERE owner <> $1 AND seen_at >= $3",
+        )
+        .bind(&self.owner)
+        .bind(to_ms(now))
+        .bind(to_ms(now - REPLICA_TTL))
+        .bind(to_ms(now - REPLICA_TTL * 10))
+        .fetch_one(&self.work)
+        .await?;
+        Ok(live as usize)
+    }
+
     async fn dead_letters(&self) -> anyhow::Result<Vec<DeadLetter>> {
         let rows = sqlx::query(
             "SELECT id, tracker, delivery_id, issue_key, kind, attempts, last_error, received_at

@@ -192,30 +192,52 @@ struct Bucket {
     interactive_waiting: usize,
 }
 
-/// Token buckets of writes per key: `burst` at most, refilled at `per_minute`.
+/// Token buckets of writes per key: `burst` at most, refilled at `per_minute`. Replicas of one
+/// deployment share the account's budget: each takes its part (`set_share`).
 #[derive(Debug)]
 pub struct Budget {
     per_minute: u32,
     burst: f64,
+    /// Replicas the budget is divided between (1 alone, or on SQLite).
+    share: u32,
     buckets: HashMap<String, Bucket>,
 }
 
 impl Budget {
     /// `per_minute` 0 lifts the budget.
     pub fn new(per_minute: u32, burst: u32) -> Budget {
-        Budget { per_minute, burst: burst.max(1) as f64, buckets: HashMap::new() }
+        Budget { per_minute, burst: burst.max(1) as f64, share: 1, buckets: HashMap::new() }
     }
 
     pub fn unlimited(&self) -> bool {
         self.per_minute == 0
     }
 
+    /// Divides the budget between `replicas` (at least one write each in the bucket); returns
+    /// whether the share changed.
+    pub fn set_share(&mut self, replicas: usize) -> bool {
+        let share = replicas.clamp(1, u32::MAX as usize) as u32;
+        if share == self.share {
+            return false;
+        }
+        self.share = share;
+        let burst = self.burst_now();
+        for b in self.buckets.values_mut() {
+            b.tokens = b.tokens.min(burst);
+        }
+        true
+    }
+
+    fn burst_now(&self) -> f64 {
+        (self.burst / self.share as f64).max(1.0)
+    }
+
     fn rate_per_sec(&self) -> f64 {
-        self.per_minute as f64 / 60.0
+        self.per_minute as f64 / 60.0 / self.share as f64
     }
 
     fn bucket(&mut self, key: &str, now: Instant) -> &mut Bucket {
-        let (burst, rate) = (self.burst, self.rate_per_sec());
+        let (burst, rate) = (self.burst_now(), self.rate_per_sec());
         let b = self.buckets.entry(key.to_string()).or_insert(Bucket { tokens: burst, at: now, interactive_waiting: 0 });
         let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
         b.tokens = (b.tokens + elapsed * rate).min(burst);
@@ -227,7 +249,7 @@ impl Budget {
     /// Background writes leave the reserve alone and let every waiting interactive write go
     /// first. Returns the tokens left.
     pub fn try_take(&mut self, key: &str, priority: Priority, now: Instant) -> Result<f64, Duration> {
-        let (burst, rate) = (self.burst, self.rate_per_sec());
+        let (burst, rate) = (self.burst_now(), self.rate_per_sec());
         let b = self.bucket(key, now);
         let needed = match priority {
             Priority::Interactive => 1.0,
@@ -548,12 +570,23 @@ impl<T: Tracker> Tracker for Guarded<T> {
         self.inner.note_installation(project, installation)
     }
 
+    fn share_budget(&self, replicas: usize) {
+        let mut budget = self.budget.lock().expect("budget");
+        if budget.set_share(replicas) && !budget.unlimited() {
+            tracing::info!(tracker = self.name, replicas, "the write budget is shared between {replicas} replica(s)");
+        }
+    }
+
     fn holds_fields(&self) -> bool {
         self.inner.holds_fields()
     }
 
     async fn update_fields(&self, issue: &IssueKey, update: &FieldUpdate) -> TrackerResult<()> {
         self.guard(issue.project(), true, self.inner.update_fields(issue, update)).await
+    }
+
+    async fn find_issue(&self, project: &str, title: &str, label: &str) -> TrackerResult<Option<IssueKey>> {
+        self.guard(project, false, self.inner.find_issue(project, title, label)).await
     }
 
     async fn create_issue(&self, project: &str, title: &str, body: &str, labels: &[String]) -> TrackerResult<IssueKey> {

@@ -93,6 +93,39 @@ fn the_bucket_holds_a_burst_refills_at_the_rate_and_keeps_a_reserve_from_backgro
 }
 
 #[test]
+fn replicas_divide_the_budget_so_together_they_spend_what_one_would() {
+    let t0 = Instant::now();
+    // 60 a minute and a bucket of 8, between two replicas: 4 each, refilled one per 2 s.
+    let mut b = Budget::new(60, 8);
+    assert!(b.try_take("acme", Priority::Interactive, t0).is_ok());
+    assert!(b.set_share(2));
+    assert!(!b.set_share(2), "unchanged");
+    // The 7 tokens left are cut to this replica's bucket of 4.
+    for left in (0..4).rev() {
+        assert_eq!(b.try_take("acme", Priority::Interactive, t0), Ok(left as f64));
+    }
+    let wait = b.try_take("acme", Priority::Interactive, t0).unwrap_err();
+    assert!((wait.as_secs_f64() - 2.0).abs() < 0.01, "half the rate: {wait:?}");
+    // Over a minute, two replicas together write what one alone may (60 + their buckets).
+    let (mut a, mut c) = (Budget::new(60, 8), Budget::new(60, 8));
+    a.set_share(2);
+    c.set_share(2);
+    let mut taken = 0;
+    for ms in (0..60_000).step_by(100) {
+        let t = t0 + Duration::from_millis(ms);
+        taken += a.try_take("acme", Priority::Interactive, t).is_ok() as u32 + c.try_take("acme", Priority::Interactive, t).is_ok() as u32;
+    }
+    assert!((60..=69).contains(&taken), "{taken} writes in a minute from two replicas");
+    // Back to one replica: the whole budget again (the bucket refills up to 8).
+    assert!(a.set_share(1));
+    assert_eq!(a.try_take("other", Priority::Interactive, t0), Ok(7.0));
+    // Never less than one write in the bucket, however many replicas.
+    let mut many = Budget::new(60, 8);
+    many.set_share(50);
+    assert_eq!(many.try_take("acme", Priority::Interactive, t0), Ok(0.0));
+}
+
+#[test]
 fn background_writes_yield_to_waiting_interactive_ones() {
     let t0 = Instant::now();
     let mut b = Budget::new(60, 4);
