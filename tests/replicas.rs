@@ -1,7 +1,9 @@
 //! Two `rollgate serve` replicas on one PostgreSQL database under a burst of signed deliveries;
-//! one is killed with SIGKILL mid-burst and started again. Every accepted delivery must be
-//! processed exactly once, in per-issue order, and the tracker must end up holding exactly what
-//! a single fault-free process gives for the same deliveries.
+//! one is killed with SIGKILL mid-burst and started again, while the fake GitHub fails one
+//! request in ten on purpose (5xx, rate limits, resets, writes applied and their answer lost).
+//! Every accepted delivery must be processed exactly once, in per-issue order, and the tracker
+//! must end up holding exactly what a single process gives for the same deliveries without
+//! faults.
 
 mod support;
 
@@ -10,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use support::fake_github::FakeGithub;
+use support::fake_github::{Chaos, FakeGithub, FaultKind};
 use support::{issue_event, signed, Harness, Service, REPO};
 
 const ISSUES: u64 = 100;
@@ -131,6 +133,11 @@ async fn two_replicas_one_killed_mid_burst_process_every_delivery_exactly_once()
 
     let github = FakeGithub::start().await;
     seed(&github);
+    // Every fault kind but the stalls (each costs the client its 20 s read timeout; the tracker
+    // fault tests cover them), seeded so a failure reproduces.
+    let kinds: Vec<(FaultKind, f64)> =
+        FaultKind::ALL.iter().filter(|k| !matches!(k, FaultKind::Stall | FaultKind::ApplyThenStall)).map(|k| (*k, 1.0)).collect();
+    github.chaos(Chaos::mix(11, 0.10, &kinds, Duration::from_secs(21)));
     let db = support::fresh_postgres().await;
     let dir = tempfile::tempdir().unwrap();
     let env: &[(&str, &str)] = &[("ROLLGATE_LEASE_SECS", "3"), ("ROLLGATE_WORKERS", "8")];
@@ -200,14 +207,18 @@ async fn two_replicas_one_killed_mid_burst_process_every_delivery_exactly_once()
     }
 
     // The tracker holds exactly what the fault-free single process produced: same labels, and
-    // one comment per purpose (no effect applied twice).
+    // one comment per purpose (no effect applied twice), although it failed on purpose.
+    let injected = github.injected();
+    for (k, _) in &kinds {
+        assert!(injected.get(k).copied().unwrap_or(0) > 0, "{k:?} was never injected: {injected:?}");
+    }
     let held = holdings(&github);
     for n in 1..=ISSUES {
         assert_eq!(held[&n], expected[&n], "issue {n}: the tracker holds what a fault-free run gives");
         assert!(held[&n].1.values().all(|c| *c == 1), "issue {n}: one comment per purpose: {:?}", held[&n].1);
     }
     eprintln!(
-        "replicas: {total} deliveries ({statuses:?}), replica A killed after {killed_at} sent, {} tracker writes",
+        "replicas: {total} deliveries ({statuses:?}), replica A killed after {killed_at} sent, {} tracker writes, faults injected: {injected:?}",
         github.writes().len()
     );
     drop(a2);
