@@ -288,6 +288,10 @@ async fn a_label_rollgate_keeps_putting_back_is_stopped_after_four_changes_and_r
     assert_eq!(results("flap-3"), vec![json!("applied")]);
     assert_eq!(results("flap-4"), vec![json!("flap-stopped")], "{audit:#?}");
     assert_eq!(results("flap-5"), vec![json!("flap-stopped")]);
+    // rollgate's view of the issue is what GitHub holds: the label held back is not in it.
+    let view = h.app.store.issue_state(&key).await.unwrap().unwrap().snapshot.labels;
+    assert!(!view.contains(&"lane/B".to_string()), "the stored view follows the tracker: {view:?}");
+    assert_eq!(view.iter().collect::<std::collections::BTreeSet<_>>(), h.github.labels(REPO, n).iter().collect());
     let trips = metric(&metrics(&h).await, "rollgate_flap_breaker_trips_total{tracker=\"github\"}").unwrap_or(0.0);
     assert_eq!(trips - trips_before, 1.0, "one trip, counted once");
     let stats = h.app.store.inbox_stats().await.unwrap();

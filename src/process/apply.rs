@@ -46,34 +46,42 @@ pub fn ledger_key(effect: &Effect) -> (String, String) {
     (purpose, crate::plan::body_hash(&content))
 }
 
+/// What one effect did on the tracker.
+pub struct Done {
+    pub result: &'static str,
+    /// The comment an upsert wrote or found.
+    pub comment_id: Option<CommentId>,
+    /// Labels the flap breaker held back: the tracker was not changed for them.
+    pub held_back: Vec<String>,
+}
+
+impl Done {
+    fn new(result: &'static str, comment_id: Option<CommentId>) -> Done {
+        Done { result, comment_id, held_back: Vec::new() }
+    }
+}
+
 /// A label call, "flap-stopped" when the tracker guard held (one of) its labels back because
 /// rollgate kept flipping it. The issue's `updated_at` tells one decision from the next, so a
 /// retried event is not counted as another flip.
-async fn label_change(
-    issue: &IssueSnapshot,
-    call: impl std::future::Future<Output = Result<(), TrackerError>>,
-) -> Result<(&'static str, Option<CommentId>), TrackerError> {
+async fn label_change(issue: &IssueSnapshot, call: impl std::future::Future<Output = Result<(), TrackerError>>) -> Result<Done, TrackerError> {
     let (result, stopped) = crate::tracker::guard::watching_flaps(issue.updated_at.timestamp_millis(), call).await;
-    result.map(|()| (if stopped.is_empty() { "applied" } else { "flap-stopped" }, None))
+    result.map(|()| Done { result: if stopped.is_empty() { "applied" } else { "flap-stopped" }, comment_id: None, held_back: stopped })
 }
 
-/// Applies one effect. Returns what happened and, for comments, the comment's id.
-pub async fn apply(
-    tracker: &dyn Tracker,
-    issue: &IssueSnapshot,
-    effect: &Effect,
-) -> Result<(&'static str, Option<CommentId>), TrackerError> {
+/// Applies one effect: what happened, the comment's id for comments, and what was held back.
+pub async fn apply(tracker: &dyn Tracker, issue: &IssueSnapshot, effect: &Effect) -> Result<Done, TrackerError> {
     let key = &issue.key;
     match effect {
         // Applied as one field update before (`field_update`).
-        Effect::AddLabels { .. } | Effect::RemoveLabel { .. } if tracker.holds_fields() => Ok(("applied", None)),
+        Effect::AddLabels { .. } | Effect::RemoveLabel { .. } if tracker.holds_fields() => Ok(Done::new("applied", None)),
         Effect::AddLabels { labels } => label_change(issue, tracker.add_labels(key, labels)).await,
         Effect::RemoveLabel { label } => label_change(issue, tracker.remove_label(key, label)).await,
-        Effect::SetOpen { open } => tracker.set_open(key, *open, None).await.map(|_| ("applied", None)),
+        Effect::SetOpen { open } => tracker.set_open(key, *open, None).await.map(|_| Done::new("applied", None)),
         Effect::UpsertComment { tag, body, known } => {
             if let Some(id) = known {
                 match tracker.update_comment(key, *id, body).await {
-                    Ok(()) => return Ok(("applied", Some(*id))),
+                    Ok(()) => return Ok(Done::new("applied", Some(*id))),
                     // Someone deleted the bot's comment: post it again below.
                     Err(TrackerError::NotFound) => {}
                     Err(e) => return Err(e),
@@ -84,9 +92,9 @@ pub async fn apply(
             let wanted = marker(tag);
             let existing = tracker.list_comments(key).await?.into_iter().find(|c| c.body.starts_with(&wanted));
             match existing {
-                Some(c) if c.body == *body => Ok(("unchanged", Some(c.id))),
-                Some(c) => tracker.update_comment(key, c.id, body).await.map(|_| ("applied", Some(c.id))),
-                None => tracker.create_comment(key, body).await.map(|id| ("applied", Some(id))),
+                Some(c) if c.body == *body => Ok(Done::new("unchanged", Some(c.id))),
+                Some(c) => tracker.update_comment(key, c.id, body).await.map(|_| Done::new("applied", Some(c.id))),
+                None => tracker.create_comment(key, body).await.map(|id| Done::new("applied", Some(id))),
             }
         }
     }

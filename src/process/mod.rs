@@ -270,23 +270,26 @@ impl Processor {
                 continue;
             };
             let (purpose, content) = apply::ledger_key(&effect);
-            let (result, comment_id) = match ledger.get(&(purpose.clone(), content.clone())) {
-                Some(done) => ("applied-earlier", done.as_deref().and_then(|id| id.parse().ok()).map(CommentId)),
+            let (result, comment_id, held_back) = match ledger.get(&(purpose.clone(), content.clone())) {
+                Some(done) => ("applied-earlier", done.as_deref().and_then(|id| id.parse().ok()).map(CommentId), Vec::new()),
                 None => {
-                    let (result, comment_id) = apply::apply(tracker.as_ref(), &view, &effect).await?;
-                    let id = comment_id.map(|c| c.0.to_string());
+                    let done = apply::apply(tracker.as_ref(), &view, &effect).await?;
+                    let id = done.comment_id.map(|c| c.0.to_string());
                     self.store.ledger_add(item.id, &purpose, &content, id.as_deref(), self.clock.now()).await?;
-                    (result, comment_id)
+                    (done.result, done.comment_id, done.held_back)
                 }
             };
+            // The stored view follows what the tracker now holds: a label the flap breaker held
+            // back was not changed there.
             match &effect {
                 Effect::AddLabels { labels } => {
                     for l in labels {
-                        if !view.has_label(l) {
+                        if !view.has_label(l) && !held_back.contains(l) {
                             view.labels.push(l.clone());
                         }
                     }
                 }
+                Effect::RemoveLabel { label } if held_back.contains(label) => {}
                 Effect::RemoveLabel { label } => view.labels.retain(|l| l != label),
                 Effect::SetOpen { open } => view.open = *open,
                 Effect::UpsertComment { tag, body, .. } => {
