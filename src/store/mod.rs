@@ -4,6 +4,7 @@
 
 mod batch;
 mod postgres;
+mod rows;
 mod sqlite;
 
 pub use batch::Batcher;

@@ -4,7 +4,7 @@
 //! conditional writes, so each happens once however many replicas race for it.
 
 use super::*;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Row;
 use std::time::Duration;
 
@@ -364,7 +364,7 @@ impl Store for PostgresStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows_to_letters(rows))
+        Ok(rows.iter().map(rows::dead_letter).collect())
     }
 
     async fn retrying(&self, limit: usize) -> anyhow::Result<Vec<DeadLetter>> {
@@ -375,7 +375,7 @@ impl Store for PostgresStore {
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows_to_letters(rows))
+        Ok(rows.iter().map(rows::dead_letter).collect())
     }
 
     async fn requeue(&self, ids: &[i64]) -> anyhow::Result<u64> {
@@ -420,15 +420,8 @@ impl Store for PostgresStore {
             .bind(&k)
             .fetch_all(&self.work)
             .await?
-            .into_iter()
-            .map(|r| {
-                let comment = BotComment {
-                    id: CommentId(r.get::<i64, _>("comment_id") as u64),
-                    body_hash: r.get("body_hash"),
-                    body: r.get("body"),
-                };
-                (r.get("tag"), comment)
-            })
+            .iter()
+            .map(rows::bot_comment)
             .collect();
         Ok(Some(IssueState { snapshot, bot_comments }))
     }
@@ -442,15 +435,7 @@ impl Store for PostgresStore {
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(Timer {
-                    issue_key: r.get::<String, _>("issue_key").parse()?,
-                    purpose: r.get("purpose"),
-                    due_at: from_ms(r.get("due_at")),
-                })
-            })
-            .collect()
+        rows.iter().map(rows::timer).collect()
     }
 
     async fn fire_timer(&self, timer: &Timer, event: &Event) -> anyhow::Result<bool> {
@@ -591,7 +576,7 @@ impl Store for PostgresStore {
             .await?;
             for r in rows {
                 let key: IssueKey = r.get::<String, _>("issue_key").parse()?;
-                out.push((key, history_entry(&r)));
+                out.push((key, rows::history_entry(&r)));
             }
         }
         Ok(out)
@@ -604,7 +589,7 @@ impl Store for PostgresStore {
         .bind(key.to_string())
         .fetch_all(&self.work)
         .await?;
-        Ok(rows.iter().map(history_entry).collect())
+        Ok(rows.iter().map(rows::history_entry).collect())
     }
 
     async fn audit(&self, key: &IssueKey) -> anyhow::Result<Vec<AuditRecord>> {
@@ -616,50 +601,8 @@ impl Store for PostgresStore {
         .bind(key.to_string())
         .fetch_all(&self.work)
         .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(AuditRecord {
-                    delivery: r.get("delivery_id"),
-                    issue_key: r.get("issue_key"),
-                    kind: r.get("kind"),
-                    policy_version: r.get("policy_version"),
-                    decision: serde_json::from_str(r.get("decision"))?,
-                    effects: serde_json::from_str(r.get("effects"))?,
-                    dry_run: r.get("dry_run"),
-                    attempt: r.get::<i32, _>("attempt") as u32,
-                    eval_us: r.get::<i64, _>("eval_us") as u64,
-                    apply_ms: r.get::<i64, _>("apply_ms") as u64,
-                    total_ms: r.get::<i64, _>("total_ms") as u64,
-                    processed_at: from_ms(r.get("processed_at")),
-                })
-            })
-            .collect()
+        rows.iter().map(rows::audit_record).collect()
     }
 }
 
-fn history_entry(r: &PgRow) -> HistoryEntry {
-    HistoryEntry {
-        at: from_ms(r.get("at")),
-        field: r.get("field"),
-        from: r.get("old_value"),
-        to: r.get("new_value"),
-        actor: r.get("actor"),
-        source: Source::parse(r.get("source")),
-    }
-}
-
-fn rows_to_letters(rows: Vec<PgRow>) -> Vec<DeadLetter> {
-    rows.into_iter()
-        .map(|r| DeadLetter {
-            id: r.get("id"),
-            tracker: r.get("tracker"),
-            delivery: r.get("delivery_id"),
-            issue_key: r.get("issue_key"),
-            kind: r.get("kind"),
-            attempts: r.get::<i32, _>("attempts") as u32,
-            last_error: r.get::<Option<String>, _>("last_error").unwrap_or_default(),
-            received_at: from_ms(r.get("received_at")),
-        })
-        .collect()
-}
 

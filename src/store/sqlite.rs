@@ -439,7 +439,7 @@ impl Store for SqliteStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows_to_letters(rows))
+        Ok(rows.iter().map(rows::dead_letter).collect())
     }
 
     async fn retrying(&self, limit: usize) -> anyhow::Result<Vec<DeadLetter>> {
@@ -450,7 +450,7 @@ impl Store for SqliteStore {
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows_to_letters(rows))
+        Ok(rows.iter().map(rows::dead_letter).collect())
     }
 
     async fn requeue(&self, ids: &[i64]) -> anyhow::Result<u64> {
@@ -507,15 +507,7 @@ impl Store for SqliteStore {
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(Timer {
-                    issue_key: r.get::<String, _>("issue_key").parse()?,
-                    purpose: r.get("purpose"),
-                    due_at: from_ms(r.get("due_at")),
-                })
-            })
-            .collect()
+        rows.iter().map(rows::timer).collect()
     }
 
     async fn fire_timer(&self, timer: &Timer, event: &Event) -> anyhow::Result<bool> {
@@ -674,7 +666,7 @@ impl Store for SqliteStore {
             .await?;
             for r in rows {
                 let key: IssueKey = r.get::<String, _>("issue_key").parse()?;
-                out.push((key, history_entry(&r)));
+                out.push((key, rows::history_entry(&r)));
             }
         }
         Ok(out)
@@ -697,15 +689,8 @@ impl Store for SqliteStore {
         .bind(&k)
         .fetch_all(&self.pool)
         .await?
-        .into_iter()
-        .map(|r| {
-            let comment = BotComment {
-                id: CommentId(r.get::<i64, _>("comment_id") as u64),
-                body_hash: r.get("body_hash"),
-                body: r.get("body"),
-            };
-            (r.get("tag"), comment)
-        })
+        .iter()
+        .map(rows::bot_comment)
         .collect();
         Ok(Some(IssueState { snapshot, bot_comments }))
     }
@@ -718,7 +703,7 @@ impl Store for SqliteStore {
         .bind(key.to_string())
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(history_entry).collect())
+        Ok(rows.iter().map(rows::history_entry).collect())
     }
 
     async fn audit(&self, key: &IssueKey) -> anyhow::Result<Vec<AuditRecord>> {
@@ -730,49 +715,7 @@ impl Store for SqliteStore {
         .bind(key.to_string())
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(AuditRecord {
-                    delivery: r.get("delivery_id"),
-                    issue_key: r.get("issue_key"),
-                    kind: r.get("kind"),
-                    policy_version: r.get("policy_version"),
-                    decision: serde_json::from_str(r.get("decision"))?,
-                    effects: serde_json::from_str(r.get("effects"))?,
-                    dry_run: r.get("dry_run"),
-                    attempt: r.get::<i64, _>("attempt") as u32,
-                    eval_us: r.get::<i64, _>("eval_us") as u64,
-                    apply_ms: r.get::<i64, _>("apply_ms") as u64,
-                    total_ms: r.get::<i64, _>("total_ms") as u64,
-                    processed_at: from_ms(r.get("processed_at")),
-                })
-            })
-            .collect()
+        rows.iter().map(rows::audit_record).collect()
     }
 }
 
-fn history_entry(r: &sqlx::sqlite::SqliteRow) -> HistoryEntry {
-    HistoryEntry {
-        at: from_ms(r.get("at")),
-        field: r.get("field"),
-        from: r.get("old_value"),
-        to: r.get("new_value"),
-        actor: r.get("actor"),
-        source: Source::parse(r.get("source")),
-    }
-}
-
-fn rows_to_letters(rows: Vec<sqlx::sqlite::SqliteRow>) -> Vec<DeadLetter> {
-    rows.into_iter()
-        .map(|r| DeadLetter {
-            id: r.get("id"),
-            tracker: r.get("tracker"),
-            delivery: r.get("delivery_id"),
-            issue_key: r.get("issue_key"),
-            kind: r.get("kind"),
-            attempts: r.get::<i64, _>("attempts") as u32,
-            last_error: r.get::<Option<String>, _>("last_error").unwrap_or_default(),
-            received_at: from_ms(r.get("received_at")),
-        })
-        .collect()
-}
