@@ -63,7 +63,7 @@ impl Batcher {
 
     /// Stores one event durably (with whatever else is waiting) and says whether it was new.
     pub async fn enqueue(&self, event: Event) -> anyhow::Result<Inserted> {
-        self.load.arrived(1);
+        self.load.arrived();
         let (reply, answer) = oneshot::channel();
         self.tx.send((event, reply)).await.map_err(|_| anyhow::anyhow!("the inbox writer has stopped"))?;
         answer.await.map_err(|_| anyhow::anyhow!("the inbox writer has stopped"))?.map_err(anyhow::Error::msg)
