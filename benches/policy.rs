@@ -7,6 +7,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use rollgate::model::{Actor, DeliveryId, Event, IssueKey, IssueSnapshot};
 use rollgate::plan;
 use rollgate::policy::{PolicyConfig, PolicyRoles, PolicySet};
+use rollgate::model::StatedChange;
+use rollgate::process::facts::Me;
 use rollgate::process::Prepared;
 use rollgate::store::{HistoryEntry, Source};
 use std::collections::BTreeMap;
@@ -61,6 +63,7 @@ fn history() -> Vec<HistoryEntry> {
             to: Some(to.to_string()),
             actor: "priya".into(),
             source: Source::Tracker,
+            refused: None,
         });
     }
     h
@@ -79,14 +82,22 @@ fn run(c: &mut Criterion, name: &str, set: &PolicySet, before: &[&str], after: &
         occurred_at: at("2026-11-24T10:00:00Z"),
         received_at: at("2026-11-24T10:00:01Z"),
         installation: None,
-        previous: None,
+        changes: Vec::new(),
+        taken_in_by: None,
     };
+    // What the tracker states: the labels that went, then the ones that came (the event's last).
+    let mut changes: Vec<StatedChange> =
+        before.iter().filter(|l| !after.contains(l)).map(|l| StatedChange::LabelRemoved { label: l.to_string() }).collect();
+    let mut added: Vec<&&str> = after.iter().filter(|l| !before.contains(l)).collect();
+    added.sort_by_key(|l| **l == label);
+    changes.extend(added.into_iter().map(|l| StatedChange::LabelAdded { label: l.to_string() }));
+    let me = Me::new(Some("rollgate[bot]".into()));
     let stored_history = history();
     let bot_comments = BTreeMap::new();
     let now = at("2026-11-24T10:00:02Z");
     c.bench_function(name, |b| {
         b.iter(|| {
-            let mut prepared = Prepared::new(set, black_box(&event), Some(&stored), &bot_comments);
+            let mut prepared = Prepared::new(set, black_box(&event), &changes, Some(&stored), &bot_comments, &me);
             prepared.facts.roles = vec!["qa_lead".into()];
             let mut history = stored_history.clone();
             history.extend(prepared.tracker_changes.iter().cloned());

@@ -114,6 +114,26 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
             }
         }
     }
+    // Who rollgate is on each tracker tells its own echoes from people's changes: ask now, so no
+    // event waits on it. A tracker that does not answer yet is asked again by the first event.
+    for (name, tracker) in [("GitHub", &trackers.github), ("Jira", &trackers.jira)] {
+        if let Some(t) = tracker {
+            match tokio::time::timeout(std::time::Duration::from_secs(5), t.identity()).await {
+                Ok(Ok(login)) => tracing::info!(tracker = name, %login, "rollgate's own changes come back under this login"),
+                Ok(Err(e)) => tracing::warn!(tracker = name, error = %e, "could not ask who rollgate is yet; the first event asks again"),
+                Err(_) => tracing::warn!(tracker = name, "no answer yet to who rollgate is; the first event asks again"),
+            }
+        }
+    }
+    if settings.roles.pm.is_empty() && settings.roles.qa_lead.is_empty() {
+        tracing::warn!("no roles configured (ROLLGATE_ROLES_PM, ROLLGATE_ROLES_QA_LEAD): rollgate runs OPEN, anyone may do what the playbook reserves for PMs and QA leads");
+    } else {
+        for (role, members) in [("PM", &settings.roles.pm), ("QA lead", &settings.roles.qa_lead)] {
+            if members.is_empty() {
+                tracing::warn!(role, "this role has nobody in it: what only it may do, nobody may do");
+            }
+        }
+    }
     if settings.github.webhook_secrets.is_empty() {
         tracing::warn!("no GitHub webhook secret (ROLLGATE_GITHUB_WEBHOOK_SECRET): every GitHub delivery will be refused with 401");
     }

@@ -1,40 +1,151 @@
-//! `rollgate backfill --github owner/repo`: imports existing issues and their label history,
-//! so clocks and the first monthly report are right from day one. Each issue is imported in one
-//! transaction together with its "done" mark: an interrupted backfill resumes where it stopped,
-//! and never imports an issue twice.
+//! `rollgate backfill`: existing issues and their past imported, so clocks and the first monthly
+//! report are right from day one. The past is replayed as the changes the tracker states (GitHub's
+//! issue events and comments, Jira's changelog and comments), one event at a time through the
+//! same steps as live processing, with nothing applied: removed is removed, a comment's command
+//! runs as it did, and rollgate's own changes in the timeline are rollgate's. Each issue is
+//! imported in one transaction together with its "done" mark: an interrupted backfill resumes
+//! where it stopped, and never imports an issue twice.
 
-use crate::model::IssueSnapshot;
-use crate::policy::PolicySet;
-use crate::process::facts::changes;
-use crate::store::{HistoryEntry, Source, Store};
+use crate::model::{Actor, CommentId, CommentRef, DeliveryId, Event, IssueSnapshot, StatedChange};
+use crate::policy::vocabulary::Vocabulary;
+use crate::policy::{PolicyConfig, PolicySet};
+use crate::process::facts::Me;
+use crate::process::{mark_refused, view, Prepared};
+use crate::roles::RoleResolver;
+use crate::store::{BotComment, HistoryEntry, Source, Store};
 use crate::tracker::github::{GithubTracker, PastEvent};
+use chrono::{DateTime, Duration, Utc};
+use std::collections::BTreeMap;
 use std::io::Write;
 
-/// The history an issue's past events amount to, through the vocabulary: what the store would
-/// hold had rollgate watched it from the start.
-pub fn replay(set: &PolicySet, issue: &IssueSnapshot, events: &[PastEvent]) -> Vec<HistoryEntry> {
-    let vocab = &set.vocabulary;
-    let mut labels: Vec<String> = Vec::new();
-    let mut open = true;
-    let mut before = vocab.normalize(&labels, None);
-    let mut out = Vec::new();
-    for e in events {
-        let was_open = open;
-        match (e.kind.as_str(), &e.label) {
-            ("labeled", Some(l)) if !labels.contains(l) => labels.push(l.clone()),
-            ("unlabeled", Some(l)) => labels.retain(|x| x != l),
-            ("closed", _) => open = false,
-            ("reopened", _) => open = true,
-            _ => continue,
-        }
-        let after = vocab.normalize(&labels, e.label.as_deref());
-        out.extend(changes(Some((&before, was_open)), &after, open, &e.actor, e.at, Source::Tracker));
-        before = after;
+/// How soon after a person's change rollgate's putting it back counts as refusing it.
+const REVERT_WINDOW: Duration = Duration::minutes(10);
+
+/// What backfill needs to judge the past as the service would have.
+pub struct Judge<'a> {
+    pub set: &'a PolicySet,
+    pub config: &'a PolicyConfig,
+    pub roles: &'a RoleResolver,
+    pub me: &'a Me,
+}
+
+/// The value `field` takes after `c` on a view that had `labels` (None: the change says nothing
+/// about the field).
+fn moves_to(c: &StatedChange, field: &str, vocab: &Vocabulary) -> Option<Option<String>> {
+    match c {
+        StatedChange::LabelAdded { label } => vocab.field_of(label).filter(|(f, _)| *f == field).map(|(_, v)| Some(v.to_string())),
+        StatedChange::FieldSet { field: f, to, .. } if f == field => Some(to.clone()),
+        StatedChange::Closed { .. } if field == "state" => Some(Some("closed".into())),
+        StatedChange::Reopened if field == "state" => Some(Some("open".into())),
+        _ => None,
     }
-    // Labels set at creation, or events GitHub no longer returns: what the issue holds now.
-    let now = vocab.normalize(&issue.labels, None);
-    out.extend(changes(Some((&before, open)), &now, issue.open, &issue.author, issue.updated_at, Source::Tracker));
-    out
+}
+
+fn touches(c: &StatedChange, field: &str, vocab: &Vocabulary) -> bool {
+    match c {
+        StatedChange::LabelRemoved { label } => vocab.field_of(label).is_some_and(|(f, _)| f == field),
+        other => moves_to(other, field, vocab).is_some(),
+    }
+}
+
+/// Whether rollgate put `field` back to `from` right after event `i` (the timeline's record of a
+/// refusal), before anyone else touched it.
+fn reverted(events: &[Event], i: usize, field: &str, from: &Option<String>, judge: &Judge<'_>) -> bool {
+    let vocab = &judge.set.vocabulary;
+    let start = events[i].occurred_at;
+    for e in &events[i + 1..] {
+        if e.occurred_at - start > REVERT_WINDOW {
+            return false;
+        }
+        let changes = e.stated();
+        if !changes.iter().any(|c| touches(c, field, vocab)) {
+            continue;
+        }
+        if !judge.me.caused(e) {
+            return false;
+        }
+        if changes.iter().any(|c| moves_to(c, field, vocab).as_ref() == Some(from)) {
+            return true;
+        }
+    }
+    false
+}
+
+/// The history an issue's past amounts to: `events` in the tracker's order, replayed from the
+/// issue as it was created (`created`; None when its creation is one of the events).
+pub async fn replay(judge: &Judge<'_>, created: Option<IssueSnapshot>, events: &[Event]) -> Vec<HistoryEntry> {
+    let set = judge.set;
+    let mut stored = created;
+    let mut bot_comments: BTreeMap<String, BotComment> = BTreeMap::new();
+    let mut history: Vec<HistoryEntry> = Vec::new();
+    if let Some(s) = &stored {
+        let n = view::normalize(s, &set.vocabulary, None);
+        history.extend(crate::process::facts::changes(None, &n, s.open, &s.author, s.created_at, Source::Tracker));
+    }
+    // Fields whose refused value is still on the tracker until rollgate's revert comes by.
+    let mut refused_until: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for (i, event) in events.iter().enumerate() {
+        let changes = event.stated();
+        let mut prepared = Prepared::new(set, event, &changes, stored.as_ref(), &bot_comments, judge.me);
+        prepared.facts.roles = judge.roles.roles_of(&event.actor.login).await;
+        let mut seen: Vec<HistoryEntry> = history.iter().filter(|h| h.effective()).cloned().collect();
+        seen.extend(prepared.tracker_changes.iter().cloned());
+        let decision = match prepared.evaluate(set, &seen, &[], judge.config, event.occurred_at) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::warn!(issue = %event.issue.key.short(), kind = %event.kind, error = %e, "backfill: a rule failed on a past event; its changes are kept as stated");
+                None
+            }
+        };
+        let mut entries = std::mem::take(&mut prepared.tracker_changes);
+        if let Some(d) = &decision {
+            // The rules of today say why; the timeline says whether it was refused.
+            mark_refused(&mut entries, d);
+        }
+        for h in entries.iter_mut().filter(|h| h.source == Source::Tracker) {
+            let was = reverted(events, i, &h.field, &h.from, judge);
+            if was {
+                h.refused.get_or_insert_with(|| "reverted by rollgate".into());
+                refused_until.insert(h.field.clone(), h.from.clone());
+            } else {
+                h.refused = None;
+            }
+        }
+        // rollgate's putting a refused change back is not a transition either.
+        entries.retain(|h| {
+            let Some(from) = refused_until.get(&h.field) else { return true };
+            if h.source != Source::Rollgate {
+                return true;
+            }
+            if &h.to == from {
+                refused_until.remove(&h.field);
+            }
+            false
+        });
+        if let Some(d) = &decision {
+            entries.extend(d.records.iter().map(|(field, value)| HistoryEntry {
+                at: event.occurred_at,
+                field: field.clone(),
+                from: None,
+                to: Some(value.clone()),
+                actor: event.actor.login.clone(),
+                source: Source::Policy,
+                refused: None,
+            }));
+        }
+        if let Some((tag, c)) = &prepared.followed {
+            bot_comments.insert(tag.clone(), c.clone());
+        }
+        if let Some(c) = event.comment.as_ref().filter(|c| judge.me.is(&c.author.login)) {
+            if let Some(tag) = crate::policy::boxes::marker_tag(&c.body) {
+                let text = c.body.clone();
+                bot_comments.insert(tag.to_string(), BotComment { id: c.id, body_hash: crate::plan::body_hash(&text), body: text });
+            }
+        }
+        history.extend(entries);
+        stored = Some(prepared.view);
+    }
+    history
 }
 
 pub struct Progress {
@@ -43,7 +154,87 @@ pub struct Progress {
     pub rows: usize,
 }
 
-pub async fn github(store: &dyn Store, set: &PolicySet, tracker: &GithubTracker, repo: &str, quiet: bool) -> anyhow::Result<Progress> {
+impl Progress {
+    fn show(&self, what: &str, quiet: bool) {
+        if !quiet {
+            eprint!("\rbackfill {what}: {} imported, {} already done, {} history rows", self.issues, self.skipped, self.rows);
+            let _ = std::io::stderr().flush();
+        }
+    }
+}
+
+/// An event of the past as the tracker would have delivered it.
+fn past_event(issue: &IssueSnapshot, kind: &str, actor: &str, at: DateTime<Utc>, changes: Vec<StatedChange>, comment: Option<CommentRef>) -> Event {
+    let mut snapshot = issue.clone();
+    // The snapshot of then is unknown: it must never stand for the issue (only the changes do).
+    snapshot.partial = true;
+    snapshot.updated_at = at;
+    Event {
+        delivery: DeliveryId(format!("backfill:{}:{kind}:{}", issue.key, at.timestamp_millis())),
+        kind: kind.to_string(),
+        issue: snapshot,
+        actor: Actor { login: actor.to_string(), is_bot: false },
+        label: None,
+        comment,
+        occurred_at: at,
+        received_at: at,
+        installation: None,
+        changes,
+        taken_in_by: None,
+    }
+}
+
+/// The issue as it was created: today's labels with every later label event undone.
+fn github_creation(issue: &IssueSnapshot, events: &[PastEvent]) -> IssueSnapshot {
+    let mut created = issue.clone();
+    created.open = true;
+    created.state_reason = None;
+    created.closed_at = None;
+    created.updated_at = issue.created_at;
+    for e in events.iter().rev() {
+        match (e.kind.as_str(), &e.label) {
+            ("labeled", Some(l)) => created.labels.retain(|x| x != l),
+            ("unlabeled", Some(l)) if !created.has_label(l) => created.labels.push(l.clone()),
+            _ => {}
+        }
+    }
+    created
+}
+
+/// GitHub's timeline of one issue as events, oldest first: label and state changes, comments.
+pub fn github_events(issue: &IssueSnapshot, past: &[PastEvent], comments: &[crate::tracker::github::PastComment]) -> Vec<Event> {
+    let mut out = Vec::new();
+    for e in past {
+        let changes = match (e.kind.as_str(), &e.label) {
+            ("labeled", Some(l)) => vec![StatedChange::LabelAdded { label: l.clone() }],
+            ("unlabeled", Some(l)) => vec![StatedChange::LabelRemoved { label: l.clone() }],
+            ("closed", _) => vec![StatedChange::Closed { reason: e.state_reason.clone() }],
+            ("reopened", _) => vec![StatedChange::Reopened],
+            _ => continue,
+        };
+        out.push(past_event(issue, &format!("issues.{}", e.kind), &e.actor, e.at, changes, None));
+    }
+    for c in comments {
+        let mut previous: Option<String> = None;
+        for (n, rev) in c.revisions.iter().enumerate() {
+            let kind = if n == 0 { "issue_comment.created" } else { "issue_comment.edited" };
+            let comment = CommentRef {
+                id: CommentId(c.id),
+                body: rev.body.clone(),
+                author: Actor { login: c.author.clone(), is_bot: false },
+                previous_body: previous.clone(),
+                revised_at: Some(rev.at),
+            };
+            out.push(past_event(issue, kind, &rev.editor, rev.at, Vec::new(), Some(comment)));
+            previous = Some(rev.body.clone());
+        }
+    }
+    // Stable: at the same second, GitHub's own order (labels, then comments) is kept.
+    out.sort_by_key(|e| e.occurred_at);
+    out
+}
+
+pub async fn github(store: &dyn Store, judge: &Judge<'_>, tracker: &GithubTracker, repo: &str, quiet: bool) -> anyhow::Result<Progress> {
     let job = format!("backfill:github:{repo}");
     let mut p = Progress { issues: 0, skipped: 0, rows: 0 };
     let mut page = 1;
@@ -54,15 +245,14 @@ pub async fn github(store: &dyn Store, set: &PolicySet, tracker: &GithubTracker,
                 p.skipped += 1;
                 continue;
             }
-            let events = tracker.issue_events(&issue.key).await?;
-            let history = replay(set, &issue, &events);
+            let past = tracker.issue_events(&issue.key).await?;
+            let comments = tracker.past_comments(&issue.key).await?;
+            let events = github_events(&issue, &past, &comments);
+            let history = replay(judge, Some(github_creation(&issue, &past)), &events).await;
             store.import(&issue, &history, Some((&job, &period))).await?;
             p.issues += 1;
             p.rows += history.len();
-            if !quiet {
-                eprint!("\rbackfill {repo}: {} imported, {} already done, {} history rows", p.issues, p.skipped, p.rows);
-                let _ = std::io::stderr().flush();
-            }
+            p.show(repo, quiet);
         }
         page += 1;
     }
@@ -72,13 +262,11 @@ pub async fn github(store: &dyn Store, set: &PolicySet, tracker: &GithubTracker,
     Ok(p)
 }
 
-/// `rollgate backfill --jira PROJECT`: the same, from each issue's changelog. The changelog
-/// is walked from the newest change back, undoing each (as a webhook's changelog is read), and
-/// the changes are recorded in order with Jira's times and authors.
-pub async fn jira(store: &dyn Store, set: &PolicySet, tracker: &crate::tracker::jira::JiraTracker, project: &str, quiet: bool) -> anyhow::Result<Progress> {
+/// `rollgate backfill --jira PROJECT`: the same, from each issue's changelog and comments. The
+/// issue as created is today's fields with every changelog entry undone, newest first.
+pub async fn jira(store: &dyn Store, judge: &Judge<'_>, tracker: &crate::tracker::jira::JiraTracker, project: &str, quiet: bool) -> anyhow::Result<Progress> {
     let job = format!("backfill:jira:{project}");
     let fields = tracker.fields();
-    let vocab = &set.vocabulary;
     let mut p = Progress { issues: 0, skipped: 0, rows: 0 };
     let mut start = 0;
     while let Some(batch) = tracker.list_issues(project, start).await? {
@@ -90,27 +278,38 @@ pub async fn jira(store: &dyn Store, set: &PolicySet, tracker: &crate::tracker::
                 continue;
             }
             let log = tracker.changelog(&issue.key).await?;
-            let mut after = issue.native.clone().unwrap_or_default();
-            let mut steps = Vec::new();
-            for change in log.iter().rev() {
-                let before = crate::ingest::jira::before_change(&after, &change.log, &fields);
+            let mut events = Vec::new();
+            for change in &log {
                 let at = crate::ingest::jira::jira_time(&change.created).unwrap_or(issue.created_at);
                 let actor = change.author.as_ref().and_then(|a| a["accountId"].as_str().or(a["name"].as_str())).unwrap_or("").to_string();
-                let n = |x: &crate::model::NativeFields| vocab.normalize(&vocab.express(x, &[]), None);
-                steps.push(changes(Some((&n(&before), true)), &n(&after), true, &actor, at, Source::Tracker));
-                after = before;
+                let changes = crate::ingest::jira::stated_changes(&change.log, &fields);
+                if !changes.is_empty() {
+                    events.push(past_event(&issue, "issues.edited", &actor, at, changes, None));
+                }
             }
-            // What the issue held when it was created.
-            let empty = vocab.normalize(&[], None);
-            let mut history = changes(Some((&empty, true)), &vocab.normalize(&vocab.express(&after, &[]), None), true, &issue.author, issue.created_at, Source::Tracker);
-            history.extend(steps.into_iter().rev().flatten());
+            let mut created = issue.clone();
+            for e in events.iter().rev() {
+                for c in e.changes.iter().rev() {
+                    view::undo(&mut created, c, &judge.set.vocabulary);
+                }
+            }
+            created.updated_at = issue.created_at;
+            for c in tracker.past_comments(&issue.key).await? {
+                let comment = CommentRef {
+                    id: CommentId(c.id),
+                    body: c.body,
+                    author: Actor { login: c.author.clone(), is_bot: false },
+                    previous_body: None,
+                    revised_at: Some(c.created),
+                };
+                events.push(past_event(&issue, "issue_comment.created", &c.author, c.created, Vec::new(), Some(comment)));
+            }
+            events.sort_by_key(|e| e.occurred_at);
+            let history = replay(judge, Some(created), &events).await;
             store.import(&issue, &history, Some((&job, &period))).await?;
             p.issues += 1;
             p.rows += history.len();
-            if !quiet {
-                eprint!("\rbackfill {project}: {} imported, {} already done, {} history rows", p.issues, p.skipped, p.rows);
-                let _ = std::io::stderr().flush();
-            }
+            p.show(project, quiet);
         }
     }
     if !quiet {

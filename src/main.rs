@@ -199,15 +199,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let set = rollgate::policy::PolicySet::load(&settings.policies, Arc::new(settings.calendar()?)).map_err(|e| anyhow::anyhow!("{e}"))?;
             let store = rollgate::store::open(&settings.database_url).await?;
             let retry = rollgate::tracker::RetryPolicy::default();
+            let config = rollgate::app::policy_config(&settings);
+            use rollgate::tracker::Tracker;
             let (what, p) = match (github, jira) {
                 (Some(repo), _) => {
                     let tracker = rollgate::tracker::github::GithubTracker::from_settings(&settings.github, retry)?
                         .context("backfill reads GitHub: set ROLLGATE_GITHUB_TOKEN or a GitHub App (ROLLGATE_GITHUB_APP_ID and its private key)")?;
-                    (repo.clone(), rollgate::backfill::github(store.as_ref(), &set, &tracker, &repo, false).await?)
+                    let me = rollgate::process::facts::Me::new(Some(tracker.identity().await.context("asking GitHub who rollgate is")?));
+                    let tracker = Arc::new(tracker);
+                    let roles = rollgate::roles::RoleResolver::new(&settings.roles, Some(tracker.clone() as Arc<dyn Tracker>));
+                    let judge = rollgate::backfill::Judge { set: &set, config: &config, roles: &roles, me: &me };
+                    (repo.clone(), rollgate::backfill::github(store.as_ref(), &judge, &tracker, &repo, false).await?)
                 }
                 (None, Some(project)) => {
                     let tracker = rollgate::tracker::jira::JiraTracker::connect(&settings.jira, retry).await.context("backfill reads Jira")?;
-                    (project.clone(), rollgate::backfill::jira(store.as_ref(), &set, &tracker, &project, false).await?)
+                    let me = rollgate::process::facts::Me::new(Some(tracker.identity().await?));
+                    let roles = rollgate::roles::RoleResolver::new(&settings.roles, None);
+                    let judge = rollgate::backfill::Judge { set: &set, config: &config, roles: &roles, me: &me };
+                    (project.clone(), rollgate::backfill::jira(store.as_ref(), &judge, &tracker, &project, false).await?)
                 }
                 (None, None) => unreachable!("clap requires one"),
             };

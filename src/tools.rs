@@ -7,6 +7,7 @@ use crate::model::DeliveryId;
 use crate::plan;
 use crate::policy::fixtures::{self, Outcome};
 use crate::policy::{PolicyConfig, PolicySet};
+use crate::process::facts::Me;
 use crate::process::Prepared;
 use crate::store::Store;
 use anyhow::{bail, Context};
@@ -82,12 +83,17 @@ pub async fn simulate(
     };
     let (stored, bot_comments, mut history) = match store {
         Some(s) => match s.issue_state(&event.issue.key).await? {
-            Some(state) => (Some(state.snapshot), state.bot_comments, s.history(&event.issue.key).await?),
+            Some(state) => (
+                Some(state.snapshot),
+                state.bot_comments,
+                s.history(&event.issue.key).await?.into_iter().filter(crate::store::HistoryEntry::effective).collect(),
+            ),
             None => (None, Default::default(), Vec::new()),
         },
         None => (None, Default::default(), Vec::new()),
     };
-    let mut prepared = Prepared::new(set, &event, stored.as_ref(), &bot_comments);
+    // Offline, rollgate's own login is not known: its echoes are judged like anyone's here.
+    let mut prepared = Prepared::new(set, &event, &event.stated(), stored.as_ref(), &bot_comments, &Me::default());
     prepared.facts.roles = config.roles.of_login(&event.actor.login);
     history.extend(prepared.tracker_changes.iter().cloned());
     let decision = prepared.evaluate(set, &history, &[], config, now).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -133,8 +139,8 @@ pub async fn sweep(settings: &crate::config::Settings, at: chrono::DateTime<chro
         for t in &due {
             let Some(state) = store.issue_state(&t.issue_key).await? else { continue };
             let event = sweep::timer_event(t, state.snapshot.clone(), at);
-            let mut history = store.history(&t.issue_key).await?;
-            let prepared = Prepared::new(&set, &event, Some(&state.snapshot), &state.bot_comments);
+            let mut history: Vec<_> = store.history(&t.issue_key).await?.into_iter().filter(crate::store::HistoryEntry::effective).collect();
+            let prepared = Prepared::new(&set, &event, &[], Some(&state.snapshot), &state.bot_comments, &Me::default());
             history.extend(prepared.tracker_changes.iter().cloned());
             let decision = prepared.evaluate(&set, &history, &[], &config, at).map_err(|e| anyhow::anyhow!("{e}"))?;
             let effects = plan::plan(&prepared.view, &prepared.normalized, &decision, &set.vocabulary, &state.bot_comments);

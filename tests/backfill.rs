@@ -45,7 +45,7 @@ async fn history_is_rebuilt_from_label_events_and_a_rerun_resumes() {
 
     // The first run stops at issue 2 (GitHub refuses its events): issue 1 is in, 2 is not.
     github.refuse_events(2);
-    assert!(rollgate::backfill::github(store.as_ref(), &set, &tracker, REPO, true).await.is_err(), "the refused read stops the backfill");
+    assert!(support::with_judge(&set, support::fake_github::BOT_LOGIN, async |j| rollgate::backfill::github(store.as_ref(), j, &tracker, REPO, true).await).await.is_err(), "the refused read stops the backfill");
     github.allow_events();
     let key: rollgate::model::IssueKey = format!("{REPO}#1").parse().unwrap();
     let history = store.history(&key).await.unwrap();
@@ -57,11 +57,11 @@ async fn history_is_rebuilt_from_label_events_and_a_rerun_resumes() {
     assert!(store.issue_state(&format!("{REPO}#2").parse().unwrap()).await.unwrap().is_none());
 
     // Resumed: only issue 2 is imported now.
-    let p = rollgate::backfill::github(store.as_ref(), &set, &tracker, REPO, true).await.unwrap();
+    let p = support::with_judge(&set, support::fake_github::BOT_LOGIN, async |j| rollgate::backfill::github(store.as_ref(), j, &tracker, REPO, true).await).await.unwrap();
     assert_eq!((p.issues, p.skipped), (1, 1));
     // Again: nothing imported twice.
     let rows = store.history(&key).await.unwrap().len();
-    let p = rollgate::backfill::github(store.as_ref(), &set, &tracker, REPO, true).await.unwrap();
+    let p = support::with_judge(&set, support::fake_github::BOT_LOGIN, async |j| rollgate::backfill::github(store.as_ref(), j, &tracker, REPO, true).await).await.unwrap();
     assert_eq!((p.issues, p.skipped), (0, 2));
     assert_eq!(store.history(&key).await.unwrap().len(), rows);
 

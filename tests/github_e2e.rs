@@ -64,6 +64,8 @@ async fn bad_signatures_bad_bodies_and_foreign_events_are_refused_or_ignored() {
     let payload = issue_event("issues.opened.json", 3, &["type/bug"], None);
     let body = serde_json::to_vec(&payload).unwrap();
     let url = h.url();
+    // At start rollgate asked GitHub who it is (GET /user); nothing after that.
+    let asked_at_start = h.github.requests();
 
     let wrong = rollgate::ingest::signature::sign("not-the-secret", &body);
     let (status, _) = support::send(&h.http, &url, "issues", "d-bad", body.clone(), Some(&wrong)).await;
@@ -96,7 +98,7 @@ async fn bad_signatures_bad_bodies_and_foreign_events_are_refused_or_ignored() {
     h.settle().await;
     let stats = h.app.store.inbox_stats().await.unwrap();
     assert_eq!((stats.done, stats.pending, stats.dead), (0, 0, 0), "nothing refused may be stored");
-    assert_eq!(h.github.requests(), 0, "nothing refused may reach the tracker");
+    assert_eq!(h.github.requests(), asked_at_start, "nothing refused may reach the tracker");
     assert_eq!(h.github.labels(REPO, 3), vec!["type/bug"]);
     h.app.stop().await.unwrap();
 }

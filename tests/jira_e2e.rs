@@ -305,7 +305,7 @@ async fn backfill_rebuilds_a_jira_projects_history_from_the_changelog() {
     settings.jira.email = Some(EMAIL.into());
     let tracker = rollgate::tracker::jira::JiraTracker::connect(&settings.jira, rollgate::tracker::RetryPolicy::default()).await.unwrap();
     let store = j.app.store.clone();
-    let p = rollgate::backfill::jira(store.as_ref(), &set, &tracker, "PROJ", true).await.unwrap();
+    let p = support::with_judge(&set, support::fake_jira::BOT_ACCOUNT, async |jg| rollgate::backfill::jira(store.as_ref(), jg, &tracker, "PROJ", true).await).await.unwrap();
     assert_eq!(p.issues, 1);
     let history = store.history(&"PROJ-8".parse().unwrap()).await.unwrap();
     let when = |to: &str| history.iter().find(|h| h.field == "status" && h.to.as_deref() == Some(to)).map(|h| h.at.to_rfc3339());
@@ -313,7 +313,7 @@ async fn backfill_rebuilds_a_jira_projects_history_from_the_changelog() {
     assert_eq!(when("dev-released").as_deref(), Some("2026-11-09T09:00:00+00:00"));
     assert_eq!(when("released").as_deref(), Some("2026-11-16T09:00:00+00:00"));
     assert!(history.iter().any(|h| h.field == "rollout" && h.to.as_deref() == Some("3")));
-    let again = rollgate::backfill::jira(store.as_ref(), &set, &tracker, "PROJ", true).await.unwrap();
+    let again = support::with_judge(&set, support::fake_jira::BOT_ACCOUNT, async |jg| rollgate::backfill::jira(store.as_ref(), jg, &tracker, "PROJ", true).await).await.unwrap();
     assert_eq!((again.issues, again.skipped), (0, 1));
     let cfg = rollgate::report::MetricsFile::load(&support::policies_dir()).unwrap();
     let months = rollgate::report::figures(store.as_ref(), &Default::default(), &cfg, "2026-11".parse().unwrap()).await.unwrap();

@@ -12,7 +12,7 @@ fn at(s: &str) -> DateTime<Utc> {
 }
 
 fn h(day: &str, field: &str, to: &str) -> HistoryEntry {
-    HistoryEntry { at: at(day), field: field.into(), from: None, to: Some(to.into()), actor: "pm".into(), source: Source::Tracker }
+    HistoryEntry { at: at(day), field: field.into(), from: None, to: Some(to.into()), actor: "pm".into(), source: Source::Tracker, refused: None }
 }
 
 fn snapshot(n: u64) -> IssueSnapshot {

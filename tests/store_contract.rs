@@ -23,7 +23,8 @@ fn event(number: u64, delivery: &str, at: DateTime<Utc>) -> Event {
 fn completion(id: i64, e: &Event, at: DateTime<Utc>) -> Completion {
     Completion {
         inbox_id: id,
-        snapshot: e.issue.clone(),
+        issue: e.issue.key.clone(),
+        snapshot: Some(e.issue.clone()),
         bot_comments: Vec::new(),
         history: Vec::new(),
         timers: Vec::new(),
@@ -41,6 +42,8 @@ fn completion(id: i64, e: &Event, at: DateTime<Utc>) -> Completion {
             total_ms: 0,
             processed_at: at,
         },
+        absorbed: Vec::new(),
+        revisions: Vec::new(),
     }
 }
 

@@ -30,7 +30,8 @@ pub fn timer_event(timer: &Timer, mut issue: crate::model::IssueSnapshot, now: D
         occurred_at: timer.due_at,
         received_at: now,
         installation: None,
-        previous: None,
+        changes: Vec::new(),
+        taken_in_by: None,
     }
 }
 

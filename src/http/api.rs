@@ -3,7 +3,8 @@
 //! same rules as the worker, nothing stored, nothing applied.
 
 use super::AppState;
-use crate::model::{Actor, DeliveryId, Event, IssueKey, IssueSnapshot, NativeFields};
+use crate::model::{Actor, DeliveryId, Event, IssueKey, IssueSnapshot, NativeFields, StatedChange};
+use crate::process::facts::Me;
 use crate::process::Prepared;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -78,18 +79,11 @@ pub async fn evaluate(State(state): State<AppState>, Json(req): Json<EvaluateReq
             return bad(StatusCode::NOT_FOUND, format!("rollgate has not seen {}; send the issue's fields inline", key.short()))
         }
     };
-    // The proposed change, as the event the tracker would send for it.
+    // The proposed change, stated as the tracker would state it.
     let mut proposed = current.clone();
     proposed.updated_at = current.updated_at + chrono::Duration::milliseconds(1);
-    match proposed.native.as_mut() {
-        Some(n) => {
-            n.fields.insert("status".into(), to.clone());
-        }
-        None => {
-            proposed.labels.retain(|l| vocab.field_of(l).is_none_or(|(f, _)| f != "status"));
-            proposed.labels.push(vocab.field_label("status", &to).unwrap_or_default().to_string());
-        }
-    }
+    let from = crate::process::view::normalize(&current, vocab, None).fields.get("status").cloned();
+    let changes = vec![StatedChange::FieldSet { field: "status".into(), from, to: Some(to.clone()) }];
     let actor = req.actor.clone().unwrap_or_else(|| "validator".into());
     let event = Event {
         delivery: DeliveryId(format!("evaluate-{}", now.timestamp_millis())),
@@ -101,12 +95,13 @@ pub async fn evaluate(State(state): State<AppState>, Json(req): Json<EvaluateReq
         occurred_at: now,
         received_at: now,
         installation: None,
-        previous: None,
+        changes: changes.clone(),
+        taken_in_by: None,
     };
-    let mut prepared = Prepared::new(&policies, &event, Some(&current), &bot_comments);
+    let mut prepared = Prepared::new(&policies, &event, &changes, Some(&current), &bot_comments, &Me::default());
     prepared.facts.roles = state.policy_config.roles.of_login(&actor);
     let mut history = match state.store.history(&key).await {
-        Ok(h) => h,
+        Ok(h) => h.into_iter().filter(crate::store::HistoryEntry::effective).collect::<Vec<_>>(),
         Err(e) => return bad(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e:#}")),
     };
     history.extend(prepared.tracker_changes.iter().cloned());

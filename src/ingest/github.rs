@@ -2,12 +2,12 @@
 //! are ignored so GitHub can add to its payloads without breaking us.
 
 use super::{ParseError, Parsed};
-use crate::model::{Actor, CommentId, CommentRef, DeliveryId, Event, IssueKey, IssueSnapshot};
+use crate::model::{Actor, CommentId, CommentRef, DeliveryId, Event, IssueKey, IssueSnapshot, StatedChange};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 const ISSUE_ACTIONS: &[&str] =
-    &["opened", "edited", "labeled", "unlabeled", "closed", "reopened", "assigned", "unassigned"];
+    &["opened", "edited", "labeled", "unlabeled", "closed", "reopened", "assigned", "unassigned", "deleted"];
 const COMMENT_ACTIONS: &[&str] = &["created", "edited"];
 
 /// Parses one delivery. `event` is the `X-GitHub-Event` header.
@@ -24,11 +24,15 @@ pub fn parse(
             Ok(Parsed::Ping)
         }
         "issues" | "issue_comment" => {
-            let p: Payload = serde_json::from_slice(body).map_err(json_error)?;
+            // The action decides which fields the payload must carry: GitHub's schema lets an
+            // action we do not handle (`pinned`, `typed`, `transferred`, ...) leave out or null
+            // fields the handled ones always have, so it is read first and alone.
+            let Head { action } = serde_json::from_slice(body).map_err(json_error)?;
             let allowed = if event == "issues" { ISSUE_ACTIONS } else { COMMENT_ACTIONS };
-            if !allowed.contains(&p.action.as_str()) {
-                return Ok(Parsed::Ignored(format!("{event}.{}", super::clip(&p.action, 100))));
+            if !allowed.contains(&action.as_str()) {
+                return Ok(Parsed::Ignored(format!("{event}.{}", super::clip(&action, 100))));
             }
+            let p: Payload = serde_json::from_slice(body).map_err(json_error)?;
             let kind = format!("{event}.{}", p.action);
             if p.issue.pull_request.is_some() {
                 // Pull requests share the issues API; the playbook governs issues only.
@@ -53,15 +57,32 @@ fn json_error(e: serde_json::Error) -> ParseError {
     ParseError(format!("unreadable payload: {msg}"))
 }
 
+/// What the delivery says changed: the action and its own fields (the top-level `label`, the
+/// close's `state_reason`), never a comparison of `issue` with anything.
+fn stated(action: &str, label: Option<&str>, issue: &IssueSnapshot) -> Vec<StatedChange> {
+    match (action, label) {
+        ("opened", _) => vec![StatedChange::Created],
+        ("labeled", Some(l)) => vec![StatedChange::LabelAdded { label: l.to_string() }],
+        ("unlabeled", Some(l)) => vec![StatedChange::LabelRemoved { label: l.to_string() }],
+        ("closed", _) => vec![StatedChange::Closed { reason: issue.state_reason.clone() }],
+        ("reopened", _) => vec![StatedChange::Reopened],
+        _ => Vec::new(),
+    }
+}
+
 fn to_event(kind: String, delivery: DeliveryId, p: Payload, received_at: DateTime<Utc>) -> Event {
     let snapshot = p.issue.into_snapshot(&p.repository.full_name);
     let comment_time = p.comment.as_ref().map(|c| c.updated_at.unwrap_or(c.created_at));
     let comment = p.comment.map(|c| CommentRef {
         id: CommentId(c.id),
         body: c.body.unwrap_or_default(),
-        author: c.user.into(),
+        author: c.user.map(Actor::from).unwrap_or_else(Actor::ghost),
         previous_body: p.changes.as_ref().and_then(|ch| ch.body.as_ref()).map(|b| b.from.clone()),
+        revised_at: Some(c.updated_at.unwrap_or(c.created_at)),
     });
+    let action = kind.split_once('.').map(|(_, a)| a).unwrap_or("");
+    let label = p.label.map(|l| l.name);
+    let changes = stated(action, label.as_deref(), &snapshot);
     // The tracker's own time for the change: a close happened at closed_at; a comment at its
     // own timestamp; anything else at the issue's updated_at.
     let occurred_at = match (kind.as_str(), &comment) {
@@ -72,15 +93,21 @@ fn to_event(kind: String, delivery: DeliveryId, p: Payload, received_at: DateTim
     Event {
         delivery,
         kind,
-        actor: p.sender.into(),
-        label: p.label.map(|l| l.name),
+        actor: p.sender.map(Actor::from).unwrap_or_else(Actor::ghost),
+        label,
         comment,
         occurred_at,
         received_at,
         installation: p.installation.map(|i| i.id),
-        previous: None,
+        changes,
+        taken_in_by: None,
         issue: snapshot,
     }
+}
+
+#[derive(Deserialize)]
+struct Head {
+    action: String,
 }
 
 #[derive(Deserialize)]
@@ -88,7 +115,9 @@ struct Payload {
     action: String,
     issue: RawIssue,
     repository: Repository,
-    sender: User,
+    /// Required by GitHub's schema for these events, but never worth refusing a delivery over.
+    #[serde(default)]
+    sender: Option<User>,
     #[serde(default)]
     label: Option<Label>,
     #[serde(default)]
@@ -107,16 +136,22 @@ pub fn issue_from_rest(repo: &str, body: &str) -> Result<IssueSnapshot, ParseErr
 
 impl RawIssue {
     fn into_snapshot(self, repo: &str) -> IssueSnapshot {
+        // `state` may be missing in GitHub's schema; only a closed issue has `closed_at`.
+        let open = match self.state.as_deref() {
+            Some(state) => state == "open",
+            None => self.closed_at.is_none(),
+        };
         IssueSnapshot {
             key: IssueKey::github(repo, self.number),
             title: self.title,
             body: self.body.unwrap_or_default(),
             url: self.html_url,
-            open: self.state == "open",
+            open,
             state_reason: self.state_reason,
-            author: self.user.login,
+            // A deleted account shows as `null` ("ghost" on github.com).
+            author: self.user.map(|u| u.login).unwrap_or_else(|| Actor::ghost().login),
             labels: self.labels.into_iter().map(|l| l.name).collect(),
-            assignees: self.assignees.into_iter().map(|u| u.login).collect(),
+            assignees: self.assignees.into_iter().flatten().map(|u| u.login).collect(),
             created_at: self.created_at,
             updated_at: self.updated_at,
             closed_at: self.closed_at,
@@ -133,14 +168,16 @@ struct RawIssue {
     #[serde(default)]
     body: Option<String>,
     html_url: String,
-    state: String,
+    #[serde(default)]
+    state: Option<String>,
     #[serde(default)]
     state_reason: Option<String>,
-    user: User,
+    #[serde(default)]
+    user: Option<User>,
     #[serde(default)]
     labels: Vec<Label>,
     #[serde(default)]
-    assignees: Vec<User>,
+    assignees: Vec<Option<User>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     #[serde(default)]
@@ -177,7 +214,8 @@ struct RawComment {
     id: u64,
     #[serde(default)]
     body: Option<String>,
-    user: User,
+    #[serde(default)]
+    user: Option<User>,
     created_at: DateTime<Utc>,
     #[serde(default)]
     updated_at: Option<DateTime<Utc>>,

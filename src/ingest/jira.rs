@@ -5,7 +5,7 @@
 
 use super::{ParseError, Parsed};
 use crate::config::JiraMapping;
-use crate::model::{Actor, CommentId, CommentRef, DeliveryId, Event, IssueKey, IssueSnapshot, NativeFields};
+use crate::model::{Actor, CommentId, CommentRef, DeliveryId, Event, IssueKey, IssueSnapshot, NativeFields, StatedChange};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
@@ -47,6 +47,10 @@ impl JiraFields {
 struct Payload {
     #[serde(rename = "webhookEvent")]
     webhook_event: String,
+    /// What a `jira:issue_updated` is about: `issue_updated`, `issue_generic` (a transition),
+    /// `issue_commented`, `issue_comment_edited`, `issue_comment_deleted`, ...
+    #[serde(rename = "issue_event_type_name", default)]
+    event_type: Option<String>,
     #[serde(default)]
     timestamp: Option<i64>,
     #[serde(default)]
@@ -72,6 +76,8 @@ pub(crate) struct ChangeItem {
     field_id: Option<String>,
     #[serde(rename = "fromString", default)]
     from_string: Option<String>,
+    #[serde(rename = "toString", default)]
+    to_string: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -106,6 +112,10 @@ struct RawComment {
     author: Option<User>,
     #[serde(rename = "updateAuthor", default)]
     update_author: Option<User>,
+    #[serde(default)]
+    created: Option<String>,
+    #[serde(default)]
+    updated: Option<String>,
 }
 
 fn json_error(e: serde_json::Error) -> ParseError {
@@ -128,33 +138,46 @@ pub fn parse(
     fields: &JiraFields,
 ) -> Result<Parsed, ParseError> {
     let p: Payload = serde_json::from_slice(body).map_err(json_error)?;
-    let kind = match p.webhook_event.as_str() {
-        "jira:issue_created" => "issues.opened",
-        "jira:issue_updated" => "issues.edited",
-        "jira:issue_deleted" => "issues.deleted",
-        "comment_created" => "issue_comment.created",
-        "comment_updated" => "issue_comment.edited",
+    // Jira sends a comment twice: `comment_created` (with a thin issue) and `jira:issue_updated`
+    // typed `issue_commented` (with the whole issue). Both become the comment's event; the
+    // second is a no-op because a comment revision is acted on once.
+    let kind = match (p.webhook_event.as_str(), p.event_type.as_deref(), &p.comment) {
+        ("jira:issue_created", ..) => "issues.opened",
+        ("jira:issue_updated", Some("issue_commented"), Some(_)) => "issue_comment.created",
+        ("jira:issue_updated", Some("issue_comment_edited"), Some(_)) => "issue_comment.edited",
+        ("jira:issue_updated", Some("issue_comment_deleted"), _) => return Ok(Parsed::Ignored("issue_comment_deleted".into())),
+        ("jira:issue_updated", ..) => "issues.edited",
+        ("jira:issue_deleted", ..) => "issues.deleted",
+        ("comment_created", ..) => "issue_comment.created",
+        ("comment_updated", ..) => "issue_comment.edited",
         // Unsigned deliveries reach this when no secret is set: quote a bounded part only.
-        other => return Ok(Parsed::Ignored(super::clip(other, 100))),
+        (other, ..) => return Ok(Parsed::Ignored(super::clip(other, 100))),
     };
     // The delivery's timestamp is when Jira says the change happened (DESIGN.md).
     let occurred_at = p.timestamp.and_then(DateTime::from_timestamp_millis).unwrap_or(received_at);
-    let issue = snapshot(p.issue, fields, occurred_at)?;
-    let previous = match (kind, &p.changelog, &issue.native) {
-        ("issues.edited", Some(log), Some(now)) => Some(before_change(now, log, fields)),
-        _ => None,
+    let mut issue = snapshot(p.issue, fields, occurred_at)?;
+    // Comment events carry a thin issue (summary, status, type, project, assignee, priority):
+    // no custom field, label or description. It must never stand for the whole issue.
+    issue.partial |= p.webhook_event.starts_with("comment_");
+    let changes = match (kind, &p.changelog) {
+        ("issues.opened", _) => vec![StatedChange::Created],
+        ("issues.edited", Some(log)) => stated_changes(log, fields),
+        _ => Vec::new(),
     };
     let comment_user = p.comment.as_ref().and_then(|c| c.update_author.clone().or(c.author.clone()));
-    let actor_user = p.user.or(comment_user);
+    // Who edited a comment is its `updateAuthor`, whoever the delivery's `user` is.
+    let actor_user = if kind.starts_with("issue_comment.") { comment_user.or(p.user) } else { p.user.or(comment_user) };
     let login = actor_user.as_ref().map(User::login).unwrap_or_default();
     let is_bot = fields.bot_account.as_deref().is_some_and(|b| b == login);
     let comment = p.comment.map(|c| {
         let author = c.author.as_ref().map(User::login).unwrap_or_default();
+        let revised = c.updated.as_deref().or(c.created.as_deref()).and_then(jira_time);
         CommentRef {
             id: CommentId(c.id.parse().unwrap_or(0)),
             body: crate::tracker::jira::markup::plain_text(&c.body),
             author: Actor { is_bot: fields.bot_account.as_deref() == Some(author.as_str()), login: author },
             previous_body: None,
+            revised_at: revised,
         }
     });
     Ok(Parsed::Event(Box::new(Event {
@@ -167,41 +190,56 @@ pub fn parse(
         occurred_at,
         received_at,
         installation: None,
-        previous,
+        changes,
+        taken_in_by: None,
     })))
 }
 
-/// The native fields as they were before a change: today's values with the changelog's
-/// `from` side put back for every mapped field it names.
-pub(crate) fn before_change(now: &NativeFields, log: &Changelog, fields: &JiraFields) -> NativeFields {
+/// The changelog's items as stated changes in playbook terms, through the mapping. Items of
+/// fields the mapping does not name are not the playbook's business and are left out.
+pub(crate) fn stated_changes(log: &Changelog, fields: &JiraFields) -> Vec<StatedChange> {
     let m = &fields.mapping;
-    let mut before = now.clone();
-    let mut set = |field: &str, from: Option<String>| match from.filter(|v| !v.is_empty()) {
-        Some(v) => {
-            before.fields.insert(field.to_string(), v);
-        }
-        None => {
-            before.fields.remove(field);
-        }
-    };
+    let mut out = Vec::new();
+    let value = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
     for item in &log.items {
-        let from = item.from_string.clone();
+        let (from, to) = (value(&item.from_string), value(&item.to_string));
         match item.field.to_ascii_lowercase().as_str() {
-            "status" => set("status", from.and_then(|s| m.statuses.get(&s).cloned())),
-            "issuetype" => set("type", from.and_then(|t| m.issue_types.get(&t).cloned())),
+            "status" => out.push(StatedChange::FieldSet {
+                field: "status".into(),
+                from: from.and_then(|s| m.statuses.get(&s).cloned()),
+                to: to.and_then(|s| m.statuses.get(&s).cloned()),
+            }),
+            "issuetype" => out.push(StatedChange::FieldSet {
+                field: "type".into(),
+                from: from.and_then(|t| m.issue_types.get(&t).cloned()),
+                to: to.and_then(|t| m.issue_types.get(&t).cloned()),
+            }),
             "labels" => {
-                let old: Vec<&str> = from.as_deref().unwrap_or("").split_whitespace().collect();
-                before.flags = m.flags.iter().filter(|(_, l)| old.contains(&l.as_str())).map(|(f, _)| f.clone()).collect();
+                let words = |v: &Option<String>| -> std::collections::BTreeSet<String> {
+                    v.as_deref().unwrap_or("").split_whitespace().map(String::from).collect()
+                };
+                let (old, new) = (words(&from), words(&to));
+                for (label, on) in new.difference(&old).map(|l| (l, true)).chain(old.difference(&new).map(|l| (l, false))) {
+                    match m.flags.iter().find(|(_, l)| *l == label) {
+                        Some((flag, _)) => out.push(StatedChange::FlagSet { flag: flag.clone(), on }),
+                        None if on => out.push(StatedChange::LabelAdded { label: label.clone() }),
+                        None => out.push(StatedChange::LabelRemoved { label: label.clone() }),
+                    }
+                }
             }
             _ => {
                 let id = item.field_id.as_deref();
                 if let Some((field, _)) = fields.ids.iter().find(|(_, fid)| Some(fid.as_str()) == id) {
-                    set(field, from.map(|v| m.to_value(field, &v)));
+                    out.push(StatedChange::FieldSet {
+                        field: field.clone(),
+                        from: from.map(|v| m.to_value(field, &v)),
+                        to: to.map(|v| m.to_value(field, &v)),
+                    });
                 }
             }
         }
     }
-    before
+    out
 }
 
 /// A Jira issue (webhook or REST) as a snapshot with native, normalized fields.

@@ -18,12 +18,20 @@ pub struct NativeFields {
     pub flags: BTreeSet<String>,
 }
 
-/// Who caused a change. `is_bot` comes from the tracker (GitHub's `sender.type == "Bot"`).
+/// Who caused a change. `is_bot` comes from the tracker (GitHub's `sender.type == "Bot"`): any
+/// bot, not only rollgate; the worker tells rollgate's own changes by its identity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     pub login: String,
     #[serde(default)]
     pub is_bot: bool,
+}
+
+impl Actor {
+    /// A deleted account, as GitHub shows it (`user: null` in a payload).
+    pub fn ghost() -> Actor {
+        Actor { login: "ghost".into(), is_bot: false }
+    }
 }
 
 /// The issue as the tracker last described it, in tracker terms (labels), before policy
@@ -71,6 +79,31 @@ pub struct CommentRef {
     /// For an edit: the body before it, when the tracker sends it.
     #[serde(default)]
     pub previous_body: Option<String>,
+    /// When this revision of the comment was written (created, or last edited): with the id it
+    /// names the revision, so a command is acted on once per revision whatever the delivery id.
+    #[serde(default)]
+    pub revised_at: Option<DateTime<Utc>>,
+}
+
+/// One change as the tracker states it in a delivery: GitHub's `labeled` label, a close with
+/// its reason, an item of Jira's changelog. Never derived by comparing snapshots: a delivery's
+/// snapshot may be older, thinner or newer than the change it comes with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum StatedChange {
+    /// The issue was created holding what its snapshot shows (GitHub `opened`, Jira
+    /// `issue_created`): its fields are its author's choice.
+    Created,
+    /// A label was added (GitHub `labeled`; on Jira a label that is not a mapped flag).
+    LabelAdded { label: String },
+    LabelRemoved { label: String },
+    /// A field the tracker holds natively took a value, in playbook terms (Jira's changelog read
+    /// through the mapping). `from` is what the tracker says it was.
+    FieldSet { field: String, from: Option<String>, to: Option<String> },
+    /// A flag the tracker holds natively (a mapped Jira label) went on or off.
+    FlagSet { flag: String, on: bool },
+    Closed { reason: Option<String> },
+    Reopened,
 }
 
 /// One tracker event, normalized. This is what the inbox stores and the worker processes.
@@ -94,14 +127,36 @@ pub struct Event {
     /// GitHub App installation, for per-installation budgets and tokens.
     #[serde(default)]
     pub installation: Option<u64>,
-    /// The native fields before this change, when the delivery says (Jira's changelog): lets
-    /// rollgate judge a change on an issue it has never stored.
+    /// What the tracker says this event changed (empty for comments and timers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<StatedChange>,
+    /// The delivery that took this event's change in (it was the other half of a label swap):
+    /// the event still runs in its turn, stating nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous: Option<NativeFields>,
+    pub taken_in_by: Option<DeliveryId>,
 }
 
 impl Event {
     pub fn tracker(&self) -> TrackerKind {
         self.issue.key.tracker()
+    }
+
+    /// The changes this event states. Inbox rows written before `changes` existed carry GitHub's
+    /// statement in `kind` and `label`: read it from there.
+    pub fn stated(&self) -> Vec<StatedChange> {
+        if self.taken_in_by.is_some() {
+            return Vec::new();
+        }
+        if !self.changes.is_empty() {
+            return self.changes.clone();
+        }
+        match (self.kind.as_str(), &self.label) {
+            ("issues.opened", _) => vec![StatedChange::Created],
+            ("issues.labeled", Some(l)) => vec![StatedChange::LabelAdded { label: l.clone() }],
+            ("issues.unlabeled", Some(l)) => vec![StatedChange::LabelRemoved { label: l.clone() }],
+            ("issues.closed", _) => vec![StatedChange::Closed { reason: self.issue.state_reason.clone() }],
+            ("issues.reopened", _) => vec![StatedChange::Reopened],
+            _ => Vec::new(),
+        }
     }
 }

@@ -24,6 +24,10 @@ pub struct Decision {
     /// Changes the rules refused (reverted), with the reason: what `/api/v1/evaluate` and the
     /// fixtures call a block.
     pub blocks: Vec<String>,
+    /// Which fields (and `state`, for open/closed) a blocking rule set back, with its first
+    /// block: the change a person made there is recorded as refused, not as a transition.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub refusals: BTreeMap<String, String>,
     /// Timers to set (purpose -> when) or cancel (None): the rules are woken with a
     /// `timer.<purpose>` event at that time.
     pub timers: BTreeMap<String, Option<chrono::DateTime<chrono::Utc>>>,

@@ -4,7 +4,8 @@
 //! the open state with what the fixture expects.
 
 use super::{PolicyConfig, PolicyRoles, PolicySet};
-use crate::model::{Actor, CommentId, CommentRef, DeliveryId, Event, IssueKey, IssueSnapshot};
+use crate::model::{Actor, CommentId, CommentRef, DeliveryId, Event, IssueKey, IssueSnapshot, StatedChange};
+use crate::process::facts::Me;
 use crate::plan::{self, Effect};
 use crate::process::Prepared;
 use crate::store::{BotComment, HistoryEntry, Source};
@@ -217,6 +218,29 @@ fn snapshot(labels: &[String], open: bool, f: &Fixture, on: As, vocab: &crate::p
     }
 }
 
+/// rollgate's login in fixtures: a comment that starts with a marker is the bot's own.
+const FIXTURE_BOT: &str = "rollgate[bot]";
+
+/// The changes a fixture states. With a `before`, the labels and open state that differ from
+/// the issue's are the change (the fixture's author says what changed; the event's own label
+/// last, so it wins a field that briefly holds two values); without one, what the event says.
+fn stated(f: &Fixture, event: &Event) -> Vec<StatedChange> {
+    let Some(before) = &f.before else { return event.stated() };
+    let mut out: Vec<StatedChange> = Vec::new();
+    for l in before.labels.iter().filter(|l| !f.issue.labels.contains(l)) {
+        out.push(StatedChange::LabelRemoved { label: l.clone() });
+    }
+    let mut added: Vec<&String> = f.issue.labels.iter().filter(|l| !before.labels.contains(l)).collect();
+    added.sort_by_key(|l| Some(*l) == f.event.label.as_ref());
+    out.extend(added.into_iter().map(|l| StatedChange::LabelAdded { label: l.clone() }));
+    match (before.open, f.issue.open) {
+        (true, false) => out.push(StatedChange::Closed { reason: f.issue.state_reason.clone() }),
+        (false, true) => out.push(StatedChange::Reopened),
+        _ => {}
+    }
+    out
+}
+
 /// Evaluates a fixture on one tracker: the decision and the planned effects.
 pub fn decide(policies: &PolicySet, f: &Fixture, on: As) -> Result<(crate::policy::decision::Decision, Vec<Effect>, IssueSnapshot), String> {
     let vocab = &policies.vocabulary;
@@ -230,14 +254,17 @@ pub fn decide(policies: &PolicySet, f: &Fixture, on: As) -> Result<(crate::polic
         comment: f.event.comment.as_ref().map(|body| CommentRef {
             id: CommentId(7),
             body: body.clone(),
-            author: if body.starts_with("<!-- rollgate:") { Actor { login: "rollgate[bot]".into(), is_bot: true } } else { actor.clone() },
+            author: if body.starts_with("<!-- rollgate:") { Actor { login: FIXTURE_BOT.into(), is_bot: true } } else { actor.clone() },
             previous_body: f.event.previous_comment.clone(),
+            revised_at: Some(f.now),
         }),
         occurred_at: f.now,
         received_at: f.now,
         installation: None,
-        previous: None,
+        changes: Vec::new(),
+        taken_in_by: None,
     };
+    let changes = stated(f, &event);
     let stored = f.before.as_ref().map(|b| snapshot(&b.labels, b.open, f, on, vocab));
     let bot_comments: BTreeMap<String, BotComment> = f
         .bot_comments
@@ -247,7 +274,8 @@ pub fn decide(policies: &PolicySet, f: &Fixture, on: As) -> Result<(crate::polic
             (tag.clone(), BotComment { id: CommentId(9), body_hash: plan::body_hash(&text), body: text })
         })
         .collect();
-    let mut prepared = Prepared::new(policies, &event, stored.as_ref(), &bot_comments);
+    let me = Me::new(Some(FIXTURE_BOT.into()));
+    let mut prepared = Prepared::new(policies, &event, &changes, stored.as_ref(), &bot_comments, &me);
     let config = PolicyConfig {
         roles: PolicyRoles { pm: f.config.pm.clone(), qa_lead: f.config.qa_lead.clone() },
         timezone: f.config.timezone.clone().unwrap_or_else(|| "UTC".into()),
@@ -267,6 +295,7 @@ pub fn decide(policies: &PolicySet, f: &Fixture, on: As) -> Result<(crate::polic
                 Some("policy") => Source::Policy,
                 _ => Source::Tracker,
             },
+            refused: None,
         })
         .collect();
     history.extend(prepared.tracker_changes.iter().cloned());

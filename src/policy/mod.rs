@@ -109,6 +109,17 @@ pub struct EventFacts {
     pub roles: Vec<String>,
 }
 
+impl EventFacts {
+    /// Drops what a comment asks for (commands, replies, ticks): that revision was acted on.
+    pub fn forget_comment(&mut self) {
+        self.commands.clear();
+        self.unknown_commands.clear();
+        self.command_errors.clear();
+        self.ticked.clear();
+        self.unticked.clear();
+    }
+}
+
 /// One earlier decision on the issue, for `/explain`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RecentDecision {
@@ -129,7 +140,10 @@ pub struct Input<'a> {
     pub normalized: &'a Normalized,
     pub event: &'a Event,
     pub facts: &'a EventFacts,
+    /// `None` when the event is the issue's creation.
     pub before: Option<Before<'a>>,
+    /// rollgate had no view of the issue before this event (`ctx.first_seen`).
+    pub first_seen: bool,
     pub history: &'a [HistoryEntry],
     pub recent: &'a [RecentDecision],
     pub config: &'a PolicyConfig,
@@ -302,6 +316,7 @@ impl PolicySet {
                 flags: b.normalized.flags.iter().map(|f| (f.as_str(), true)).collect(),
                 open: b.open,
             }),
+            first_seen: input.first_seen,
             recent: input.recent,
             config: input.config,
             now: input.now,
@@ -330,6 +345,16 @@ impl PolicySet {
                 apply_to_view(&mut map, &out);
             }
             record_into_state(&mut ctx, &out.records);
+            if let Some(first) = out.blocks.first() {
+                // A blocking rule's own field decisions are the revert of what it refused.
+                let block = format!("{}: {first}", rule.name);
+                for (field, _) in &out.fields {
+                    decision.refusals.entry(field.clone()).or_insert_with(|| block.clone());
+                }
+                if out.open.is_some() {
+                    decision.refusals.entry("state".into()).or_insert_with(|| block.clone());
+                }
+            }
             for (field, value) in out.fields {
                 decision.fields.insert(field, value);
             }

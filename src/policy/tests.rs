@@ -44,7 +44,8 @@ fn event() -> Event {
         occurred_at: now,
         received_at: now,
     installation: None,
-    previous: None,
+    changes: Vec::new(),
+    taken_in_by: None,
     }
 }
 
@@ -58,6 +59,7 @@ fn run(set: &PolicySet) -> Result<Decision, EvalError> {
         event: &e,
         facts: &facts,
         before: None,
+        first_seen: true,
         history: &[],
         recent: &[],
         config: &PolicyConfig::default(),

@@ -28,7 +28,7 @@ pub(super) fn record_into_state(ctx: &mut Dynamic, records: &[(String, String)])
 /// When each field last took each value.
 pub(super) fn entered(history: &[HistoryEntry]) -> BTreeMap<String, DateTime<Utc>> {
     let mut out = BTreeMap::new();
-    for h in history {
+    for h in history.iter().filter(|h| h.effective()) {
         if let Some(to) = &h.to {
             out.insert(format!("{}={to}", h.field), h.at);
         }
@@ -40,7 +40,7 @@ pub(super) fn entered(history: &[HistoryEntry]) -> BTreeMap<String, DateTime<Utc
 /// the whole history. A cleared field is absent.
 pub(super) fn latest_state(history: &[HistoryEntry]) -> BTreeMap<&str, &str> {
     let mut state = BTreeMap::new();
-    for h in history {
+    for h in history.iter().filter(|h| h.effective()) {
         match &h.to {
             Some(v) => state.insert(h.field.as_str(), v.as_str()),
             None => state.remove(h.field.as_str()),
@@ -196,6 +196,8 @@ pub(super) struct Ctx<'a> {
     /// every rule scanning (and copying) the history.
     pub(super) entered: BTreeMap<String, DateTime<Utc>>,
     pub(super) before: Option<BeforeView<'a>>,
+    /// rollgate had no view of the issue before this event: the issue form is read then.
+    pub(super) first_seen: bool,
     pub(super) recent: &'a [RecentDecision],
     pub(super) config: &'a super::PolicyConfig,
     pub(super) now: DateTime<Utc>,

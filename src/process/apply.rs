@@ -1,5 +1,6 @@
 //! Effects onto the tracker, one call each, and what they did.
 
+use super::facts::Me;
 use crate::model::{CommentId, IssueSnapshot};
 use crate::plan::{marker, Effect};
 use crate::policy::vocabulary::Vocabulary;
@@ -70,7 +71,7 @@ async fn label_change(issue: &IssueSnapshot, call: impl std::future::Future<Outp
 }
 
 /// Applies one effect: what happened, the comment's id for comments, and what was held back.
-pub async fn apply(tracker: &dyn Tracker, issue: &IssueSnapshot, effect: &Effect) -> Result<Done, TrackerError> {
+pub async fn apply(tracker: &dyn Tracker, issue: &IssueSnapshot, effect: &Effect, me: &Me) -> Result<Done, TrackerError> {
     let key = &issue.key;
     match effect {
         // Applied as one field update before (`field_update`).
@@ -89,8 +90,10 @@ pub async fn apply(tracker: &dyn Tracker, issue: &IssueSnapshot, effect: &Effect
             }
             // The store knows no comment for this purpose: look for the marker first, so a
             // crash after creating one, or a new database, never leads to a second comment.
+            // Only among rollgate's own comments: anyone can paste a marker into theirs.
             let wanted = marker(tag);
-            let existing = tracker.list_comments(key).await?.into_iter().find(|c| c.body.starts_with(&wanted));
+            let existing =
+                tracker.list_comments(key).await?.into_iter().find(|c| me.is(&c.author) && c.body.starts_with(&wanted));
             match existing {
                 Some(c) if c.body == *body => Ok(Done::new("unchanged", Some(c.id))),
                 Some(c) => tracker.update_comment(key, c.id, body).await.map(|_| Done::new("applied", Some(c.id))),

@@ -1,7 +1,7 @@
 //! Facts read from an event before the rules run: which fields it changed, which commands a
 //! comment holds, which boxes of a bot comment were ticked. Generic: no playbook names here.
 
-use crate::model::{Event, IssueSnapshot};
+use crate::model::Event;
 use crate::policy::boxes;
 use crate::policy::commands;
 use crate::policy::vocabulary::Normalized;
@@ -29,6 +29,7 @@ pub fn changes(
         to,
         actor: actor.to_string(),
         source,
+        refused: None,
     };
     let mut out = Vec::new();
     let fields: BTreeSet<&String> = b.fields.keys().chain(after.fields.keys()).collect();
@@ -51,47 +52,84 @@ pub fn changes(
     out
 }
 
+/// Who rollgate is on a tracker (its bot login, App bot or Jira account), to tell its own
+/// changes and comments from people's. Unknown only without tracker credentials (dry run),
+/// where nothing rollgate does reaches the tracker to come back as a delivery.
+#[derive(Debug, Clone, Default)]
+pub struct Me {
+    pub login: Option<String>,
+}
+
+impl Me {
+    pub fn new(login: Option<String>) -> Me {
+        Me { login }
+    }
+
+    /// Whether `login` is rollgate itself.
+    pub fn is(&self, login: &str) -> bool {
+        self.login.as_deref().is_some_and(|me| me.eq_ignore_ascii_case(login))
+    }
+
+    /// Whether rollgate caused `event`: its own writes coming back, or its clock.
+    pub fn caused(&self, event: &Event) -> bool {
+        event.kind.starts_with("timer.") || self.is(&event.actor.login)
+    }
+}
+
 /// Commands, box ticks and field changes of one event. `bot_comments` is what the store holds
-/// of the bot's comments; an edit of one of them is returned so the store can follow it.
+/// of the bot's comments; a person's edit of one of them is returned so the store can follow it.
+/// `by_rollgate`: the event is rollgate's own doing (its comment, its edit): no command runs and
+/// nothing is followed, whatever the text says.
 pub fn gather(
     event: &Event,
     tracker_changes: &[HistoryEntry],
     known_commands: &[String],
     bot_comments: &BTreeMap<String, BotComment>,
+    me: &Me,
 ) -> (EventFacts, Option<(String, BotComment)>) {
+    let by_rollgate = me.caused(event);
     let mut facts = EventFacts {
-        changes: tracker_changes
-            .iter()
-            .map(|h| FieldChange { field: h.field.clone(), from: h.from.clone(), to: h.to.clone() })
-            .collect(),
+        changes: if by_rollgate {
+            Vec::new()
+        } else {
+            tracker_changes
+                .iter()
+                .filter(|h| h.source == Source::Tracker)
+                .map(|h| FieldChange { field: h.field.clone(), from: h.from.clone(), to: h.to.clone() })
+                .collect()
+        },
         ..Default::default()
     };
     let Some(comment) = &event.comment else { return (facts, None) };
-    let mut followed = None;
-    // A bot comment is known by its marker (GitHub) or by the id the store holds for it
-    // (Jira, where the marker is a comment property the webhook does not carry).
+    // A bot comment is one the store holds by id; or, found again after the store lost it, one
+    // rollgate itself wrote that carries a marker. Anyone else's comment is a comment, marker
+    // or not: it is never edited, nor read as the bot's.
     let known_tag = bot_comments.iter().find(|(_, c)| c.id == comment.id).map(|(t, _)| t.as_str());
-    if let Some(tag) = boxes::marker_tag(&comment.body).or(known_tag) {
-        // One of the bot's comments. Only an edit by someone matters: its ticked boxes.
+    let tag = known_tag.or_else(|| boxes::marker_tag(&comment.body).filter(|_| me.is(&comment.author.login)));
+    if let Some(tag) = tag {
         facts.comment_tag = Some(tag.to_string());
-        if event.kind.ends_with(".edited") {
+        // Only a person's edit matters: its ticked boxes. rollgate's own edit coming back is
+        // never followed (the tracker may re-format it: Jira sends wiki text for ADF).
+        if event.kind.ends_with(".edited") && !by_rollgate {
             let stored = bot_comments.get(tag);
             let previous = comment.previous_body.as_deref().or(stored.map(|c| c.body.as_str())).unwrap_or("");
             let (ticked, unticked) = boxes::box_changes(previous, &comment.body);
             facts.ticked = ticked;
             facts.unticked = unticked;
-            followed = Some((
-                tag.to_string(),
-                BotComment {
-                    id: comment.id,
-                    body_hash: crate::plan::body_hash(&comment.body),
-                    body: comment.body.clone(),
-                },
-            ));
+            // The store follows what the comment now means. Where the tracker shows it as
+            // rollgate wrote it (GitHub), that is the new text itself; where it re-formats it
+            // (Jira's wiki), it is rollgate's text with the person's ticks, so nothing is
+            // rewritten merely because the formats differ.
+            let body = match stored {
+                Some(s) if !comment.body.contains("<!-- box:") => boxes::with_boxes(&s.body, &boxes::read_boxes(&s.body, &comment.body)),
+                _ => comment.body.clone(),
+            };
+            let followed = BotComment { id: comment.id, body_hash: crate::plan::body_hash(&body), body };
+            return (facts, Some((tag.to_string(), followed)));
         }
-        return (facts, followed);
+        return (facts, None);
     }
-    if event.actor.is_bot || comment.author.is_bot {
+    if by_rollgate || comment.author.is_bot || event.actor.is_bot {
         return (facts, None);
     }
     let known: Vec<&str> = known_commands.iter().map(String::as_str).collect();
@@ -109,30 +147,5 @@ pub fn gather(
         facts.unknown_commands = now.unknown;
         facts.command_errors = now.errors;
     }
-    (facts, followed)
-}
-
-/// The issue as it stands after this event. A delivery's snapshot can be older than one we
-/// already hold (two quick changes, delivered out of order); then the stored view is kept and
-/// only the change the event itself names is applied.
-pub fn merge(stored: Option<&IssueSnapshot>, event: &Event) -> IssueSnapshot {
-    let mut view = match stored {
-        Some(s) if s.updated_at > event.issue.updated_at => s.clone(),
-        // A partial snapshot (Jira comment events) never replaces a full one.
-        Some(s) if event.issue.partial => s.clone(),
-        _ => event.issue.clone(),
-    };
-    match (event.kind.as_str(), &event.label) {
-        // A real `unlabeled` delivery can still list the removed label in `issue.labels`.
-        ("issues.unlabeled", Some(label)) => view.labels.retain(|l| l != label),
-        ("issues.labeled", Some(label)) if !view.has_label(label) => view.labels.push(label.clone()),
-        ("issues.closed", _) => {
-            view.open = false;
-            view.closed_at = event.issue.closed_at;
-            view.state_reason = event.issue.state_reason.clone();
-        }
-        ("issues.reopened", _) => view.open = true,
-        _ => {}
-    }
-    view
+    (facts, None)
 }

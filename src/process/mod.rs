@@ -3,13 +3,16 @@
 
 mod apply;
 pub mod facts;
+mod swap;
+pub mod view;
 
 use crate::clock::Clock;
-use crate::model::{CommentId, Event, IssueSnapshot};
+use crate::model::{CommentId, Event, IssueSnapshot, StatedChange};
 use crate::policy::decision::Decision;
 use crate::policy::vocabulary::Normalized;
 use crate::policy::{EvalError, EventFacts};
-use std::collections::BTreeMap;
+use facts::Me;
+use std::collections::{BTreeMap, BTreeSet};
 use crate::plan::{self, body_hash, Effect};
 use crate::policy::{Before, Input, PolicyConfig, PolicyHandle, PolicySet, RecentDecision};
 use crate::roles::RoleResolver;
@@ -60,6 +63,11 @@ pub enum Failure {
     Retry { error: String, not_before: Option<DateTime<Utc>> },
     #[error("{0}")]
     Permanent(String),
+    /// A policy rule failed. Rules are pure, so the same event fails the same way until an
+    /// operator fixes the policy: it is tried a few times (a reload may come), never long enough
+    /// to hold its issue's later events back.
+    #[error("{0}")]
+    Policy(String),
 }
 
 impl From<anyhow::Error> for Failure {
@@ -79,13 +87,20 @@ impl From<TrackerError> for Failure {
 }
 
 /// An event read against the stored issue, ready for the rules: the pure half of processing,
-/// shared by the worker, `rollgate test` and `rollgate simulate`.
+/// shared by the worker, `rollgate test`, `rollgate simulate` and `/api/v1/evaluate`.
 pub struct Prepared<'e> {
     pub event: &'e Event,
+    /// The issue after the event's stated changes (tracker terms).
     pub view: IssueSnapshot,
     pub normalized: Normalized,
+    /// The issue before them; `None` when the event is the issue's creation.
     pub before: Option<(Normalized, bool)>,
-    /// Field changes the event made, as history entries (the tracker's time and actor).
+    /// rollgate had no view of the issue before this event.
+    pub first_seen: bool,
+    /// The label the event added: it wins when a field carries two values.
+    pub fresh: Option<String>,
+    /// What the event changed, as history entries with the tracker's time and actor (rollgate's
+    /// own changes under its name), after what a first sighting found already there.
     pub tracker_changes: Vec<HistoryEntry>,
     pub facts: EventFacts,
     /// A bot comment someone edited, as the tracker now holds it.
@@ -93,32 +108,30 @@ pub struct Prepared<'e> {
 }
 
 impl<'e> Prepared<'e> {
+    /// `changes` are what the event states (with the other half of a swap taken in).
     pub fn new(
         policies: &PolicySet,
         event: &'e Event,
+        changes: &[StatedChange],
         stored: Option<&IssueSnapshot>,
         bot_comments: &BTreeMap<String, BotComment>,
+        me: &Me,
     ) -> Self {
         let vocab = &policies.vocabulary;
-        let mut view = facts::merge(stored, event);
-        if let Some(native) = &view.native {
-            view.labels = vocab.express(native, &view.labels);
+        let moved = view::advance(stored, event, changes, vocab);
+        let normalized = view::normalize(&moved.after, vocab, moved.fresh.as_deref());
+        let before = moved.before.as_ref().map(|b| (view::normalize(b, vocab, None), b.open));
+        let mut tracker_changes = Vec::new();
+        if let (true, Some((seen, _))) = (moved.first_seen, &before) {
+            // What the issue held when rollgate first saw it: nobody's change, at no known time.
+            tracker_changes.extend(facts::changes(None, seen, true, "", event.occurred_at, Source::Snapshot));
         }
-        let before = match (stored, &event.previous) {
-            (Some(s), _) => {
-                let labels = s.native.as_ref().map(|n| vocab.express(n, &s.labels)).unwrap_or_else(|| s.labels.clone());
-                Some((vocab.normalize(&labels, None), s.open))
-            }
-            // Never stored, but the delivery tells what changed (Jira's changelog).
-            (None, Some(previous)) => Some((vocab.normalize(&vocab.express(previous, &view.labels), None), view.open)),
-            (None, None) => None,
-        };
-        let normalized = vocab.normalize(&view.labels, event.label.as_deref());
+        let (actor, source) = if me.caused(event) { (BOT, Source::Rollgate) } else { (event.actor.login.as_str(), Source::Tracker) };
         let before_ref = before.as_ref().map(|(n, open)| (n, *open));
-        let tracker_changes =
-            facts::changes(before_ref, &normalized, view.open, &event.actor.login, event.occurred_at, Source::Tracker);
-        let (facts, followed) = facts::gather(event, &tracker_changes, &policies.commands, bot_comments);
-        Prepared { event, view, normalized, before, tracker_changes, facts, followed }
+        tracker_changes.extend(facts::changes(before_ref, &normalized, moved.after.open, actor, event.occurred_at, source));
+        let (facts, followed) = facts::gather(event, &tracker_changes, &policies.commands, bot_comments, me);
+        let first_seen = moved.first_seen;
+        Prepared { event, view: moved.after, normalized, before, first_seen, fresh: moved.fresh, tracker_changes, facts, followed }
     }
 
     /// Runs the rules. `history` is the issue's recorded history including this event's changes.
@@ -136,12 +149,32 @@ impl<'e> Prepared<'e> {
             event: self.event,
             facts: &self.facts,
             before: self.before.as_ref().map(|(n, open)| Before { normalized: n, open: *open }),
+            first_seen: self.first_seen,
             history,
             recent,
             config,
             now,
         })
     }
+}
+
+/// Marks the changes a person made that the decision refused (a blocking rule set the field
+/// back to what it was): they never took effect. Returns the fields refused.
+pub fn mark_refused(changes: &mut [HistoryEntry], decision: &Decision) -> BTreeSet<String> {
+    let mut refused = BTreeSet::new();
+    for h in changes.iter_mut().filter(|h| h.source == Source::Tracker) {
+        let Some(block) = decision.refusals.get(&h.field) else { continue };
+        let restored = if h.field == "state" {
+            decision.open.map(|open| Some(if open { "open" } else { "closed" }.to_string()))
+        } else {
+            decision.fields.get(&h.field).cloned()
+        };
+        if restored.as_ref() == Some(&h.from) {
+            h.refused = Some(block.clone());
+            refused.insert(h.field.clone());
+        }
+    }
+    refused
 }
 
 #[derive(Debug, Serialize)]
@@ -180,6 +213,15 @@ impl Processor {
         .await
     }
 
+    /// Who rollgate is on the issue's tracker (unknown without one: a dry run writes nothing
+    /// that could come back).
+    async fn me(&self, tracker: Option<&Arc<dyn Tracker>>) -> Result<Me, Failure> {
+        match tracker {
+            Some(t) => Ok(Me::new(Some(t.identity().await?))),
+            None => Ok(Me::default()),
+        }
+    }
+
     async fn run(&self, item: &InboxItem, policies: &PolicySet) -> Result<(), Failure> {
         let started = Instant::now();
         let event = &item.event;
@@ -189,6 +231,12 @@ impl Processor {
         let tracker = self.trackers.for_issue(key).cloned();
         if let (Some(t), Some(installation)) = (&tracker, event.installation) {
             t.note_installation(key.project(), installation);
+        }
+        let me = self.me(tracker.as_ref()).await?;
+        // rollgate's own issues (the monthly report, the decisions log, the agenda) are not
+        // playbook items: their deliveries (its own writes coming back) change nothing.
+        if me.is(&event.issue.author) {
+            return self.record_own_issue(item, policies).await;
         }
         let state = self.store.issue_state(key).await?;
         let (mut stored, mut bot_comments) = match state {
@@ -205,7 +253,28 @@ impl Processor {
                 stored = Some(t.get_issue(key).await?);
             }
         }
-        let mut prepared = Prepared::new(policies, event, stored.as_ref(), &bot_comments);
+        let (changes, absorbed) = match swap::settle(self.store.as_ref(), item, stored.as_ref(), vocab, &me, self.clock.now()).await? {
+            swap::Settled::Go { changes, absorbed } => (changes, absorbed),
+            swap::Settled::Wait(until) => {
+                tracing::debug!(%until, "half a label swap: waiting for the other half");
+                self.store.postpone(item.id, until).await?;
+                return Ok(());
+            }
+        };
+        let mut prepared = Prepared::new(policies, event, &changes, stored.as_ref(), &bot_comments, &me);
+        // A comment revision is acted on once, whatever delivery brings it (Jira sends each
+        // comment twice; a replayed delivery has a new id).
+        let mut revisions = Vec::new();
+        if let (Some(c), false) = (&event.comment, me.caused(event)) {
+            if let Some(revision) = c.revised_at.map(|t| t.timestamp_millis()) {
+                if self.store.comment_acted(key, c.id, revision).await? {
+                    prepared.facts.forget_comment();
+                    prepared.followed = None;
+                } else {
+                    revisions.push((c.id, revision));
+                }
+            }
+        }
         let mut comment_updates = Vec::new();
         if let Some((tag, comment)) = prepared.followed.take() {
             // Someone edited a bot comment: the store follows, so the planner sees the
@@ -219,32 +288,39 @@ impl Processor {
         } else {
             Vec::new()
         };
-        let mut history = self.store.history(key).await?;
+        // Rules see what took effect: a refused change never happened.
+        let mut history: Vec<HistoryEntry> = self.store.history(key).await?.into_iter().filter(HistoryEntry::effective).collect();
         history.extend(prepared.tracker_changes.iter().cloned());
 
         let eval_started = Instant::now();
         let decision = prepared
             .evaluate(policies, &history, &recent, &self.config, self.clock.now())
             // A failing rule is retried: an operator may fix the policy before the attempts run out.
-            .map_err(|e| Failure::Retry { error: e.to_string(), not_before: None })?;
+            .map_err(|e| Failure::Policy(e.to_string()))?;
         let eval_us = eval_started.elapsed().as_micros() as u64;
         crate::metrics::METRICS.observe_eval(eval_us);
-        let Prepared { mut view, normalized, tracker_changes: mut new_history, .. } = prepared;
+        let Prepared { mut view, tracker_changes: mut new_history, fresh, .. } = prepared;
+        let refused = mark_refused(&mut new_history, &decision);
 
-        // A revert is destructive: plan it against the issue as the tracker holds it now, not
-        // against a snapshot that may be older than a change made since.
-        let mut planned_on = normalized.clone();
-        if let (false, Some(tracker)) = (decision.blocks.is_empty(), &tracker) {
-            let fresh = tracker.get_issue(key).await?;
-            view.labels = match &fresh.native {
-                Some(n) => vocab.express(n, &fresh.labels),
-                None => fresh.labels,
-            };
-            view.open = fresh.open;
-            planned_on = vocab.normalize(&view.labels, None);
+        // The planner works on labels (Jira's fields expressed as labels). A revert is
+        // destructive: the refused fields are planned against the issue as the tracker holds
+        // it now, not against a snapshot that may be older than a change made since. Only
+        // those fields: anything else newer on the tracker arrives with its own delivery.
+        let mut labels = view::labels(&view, vocab);
+        let mut open = view.open;
+        if let (false, Some(t)) = (refused.is_empty(), &tracker) {
+            let fresh = t.get_issue(key).await?;
+            let fresh_labels = view::labels(&fresh, vocab);
+            let of_refused = |l: &String| vocab.field_of(l).is_some_and(|(f, _)| refused.contains(f));
+            labels.retain(|l| !of_refused(l));
+            labels.extend(fresh_labels.into_iter().filter(|l| of_refused(l)));
+            if refused.contains("state") {
+                open = fresh.open;
+            }
         }
-        let effects = plan::plan(&view, &planned_on, &decision, vocab, &bot_comments);
-        let view_before_effects = (planned_on, view.open);
+        let planned_on = vocab.normalize(&labels, fresh.as_deref());
+        let plan_view = IssueSnapshot { labels: labels.clone(), open, ..view.clone() };
+        let effects = plan::plan(&plan_view, &planned_on, &decision, vocab, &bot_comments);
 
         let apply_started = Instant::now();
         let mut applied = Vec::with_capacity(effects.len());
@@ -273,7 +349,7 @@ impl Processor {
             let (result, comment_id, held_back) = match ledger.get(&(purpose.clone(), content.clone())) {
                 Some(done) => ("applied-earlier", done.as_deref().and_then(|id| id.parse().ok()).map(CommentId), Vec::new()),
                 None => {
-                    let done = apply::apply(tracker.as_ref(), &view, &effect).await?;
+                    let done = apply::apply(tracker.as_ref(), &plan_view, &effect, &me).await?;
                     let id = done.comment_id.map(|c| c.0.to_string());
                     self.store.ledger_add(item.id, &purpose, &content, id.as_deref(), self.clock.now()).await?;
                     (done.result, done.comment_id, done.held_back)
@@ -282,16 +358,16 @@ impl Processor {
             // The stored view follows what the tracker now holds: a label the flap breaker held
             // back was not changed there.
             match &effect {
-                Effect::AddLabels { labels } => {
-                    for l in labels {
-                        if !view.has_label(l) && !held_back.contains(l) {
-                            view.labels.push(l.clone());
+                Effect::AddLabels { labels: added } => {
+                    for l in added {
+                        if !labels.contains(l) && !held_back.contains(l) {
+                            labels.push(l.clone());
                         }
                     }
                 }
                 Effect::RemoveLabel { label } if held_back.contains(label) => {}
-                Effect::RemoveLabel { label } => view.labels.retain(|l| l != label),
-                Effect::SetOpen { open } => view.open = *open,
+                Effect::RemoveLabel { label } => labels.retain(|l| l != label),
+                Effect::SetOpen { open: o } => open = *o,
                 Effect::UpsertComment { tag, body, .. } => {
                     let c = BotComment {
                         id: comment_id.expect("an upsert yields a comment id"),
@@ -313,15 +389,24 @@ impl Processor {
         }
         let apply_ms = apply_started.elapsed().as_millis() as u64;
 
-        let after = vocab.normalize(&view.labels, None);
-        if view.native.is_some() {
-            view.native = Some(after.to_native());
+        let after = vocab.normalize(&labels, None);
+        match view.native.as_mut() {
+            Some(native) => {
+                *native = after.to_native();
+                view.labels = labels.iter().filter(|l| vocab.field_of(l).is_none() && vocab.flag_of(l).is_none()).cloned().collect();
+            }
+            None => view.labels = labels,
         }
+        view.open = open;
         let now = self.clock.now();
-        let (ref n, open) = view_before_effects;
         // The bot's changes answer this event: they carry its (the tracker's) time, so clocks
-        // and metrics come out the same whether the event is processed live or late.
-        new_history.extend(facts::changes(Some((n, open)), &after, view.open, BOT, event.occurred_at, Source::Rollgate));
+        // and metrics come out the same whether the event is processed live or late. The revert
+        // of a refused change is not one: the refused change never took effect.
+        new_history.extend(
+            facts::changes(Some((&planned_on, plan_view.open)), &after, view.open, BOT, event.occurred_at, Source::Rollgate)
+                .into_iter()
+                .filter(|h| !refused.contains(&h.field)),
+        );
         new_history.extend(decision.records.iter().map(|(field, value)| HistoryEntry {
             at: event.occurred_at,
             field: field.clone(),
@@ -329,6 +414,7 @@ impl Processor {
             to: Some(value.clone()),
             actor: event.actor.login.clone(),
             source: Source::Policy,
+            refused: None,
         }));
 
         let audit = AuditRecord {
@@ -348,13 +434,72 @@ impl Processor {
         self.store
             .complete(Completion {
                 inbox_id: item.id,
-                snapshot: view,
+                issue: key.clone(),
+                snapshot: Some(view),
                 bot_comments: comment_updates,
                 history: new_history,
                 timers: decision.timers.iter().map(|(p, at)| (p.clone(), *at)).collect(),
                 audit,
+                absorbed,
+                revisions,
             })
             .await?;
+        Ok(())
+    }
+
+    /// A person's comment the rules could not act on gets a short answer instead of silence:
+    /// which rule failed, that nothing was changed, and where an operator sees it. Best effort:
+    /// a failure here is logged, the event is a dead letter either way.
+    pub async fn answer_failure(&self, item: &InboxItem, error: &str) {
+        let event = &item.event;
+        let (Some(comment), Some(tracker)) = (&event.comment, self.trackers.for_issue(&event.issue.key)) else { return };
+        let Ok(me) = self.me(Some(tracker)).await else { return };
+        if me.caused(event) || comment.author.is_bot {
+            return;
+        }
+        let rule = error.split(':').next().unwrap_or("a rule").trim_start_matches("policy rule ");
+        let body = format!(
+            "@{}: rollgate could not act on this comment: the policy rule `{}` failed, so nothing was changed. \
+             An operator can see the error with `rollgate replay` (dead letters) and retry it once the rule is fixed.",
+            event.actor.login,
+            crate::ingest::clip(rule, 64).replace('`', "'"),
+        );
+        let tag = format!("reply-{}", comment.id);
+        let effect = Effect::UpsertComment { body: plan::comment_text(&tag, &body), tag, known: None };
+        if let Err(e) = apply::apply(tracker.as_ref(), &event.issue, &effect, &me).await {
+            tracing::warn!(error = %e, "could not answer a comment the rules failed on");
+        }
+    }
+
+    /// Acknowledges an event on one of rollgate's own issues: audited, nothing else.
+    async fn record_own_issue(&self, item: &InboxItem, policies: &PolicySet) -> Result<(), Failure> {
+        let event = &item.event;
+        let audit = AuditRecord {
+            delivery: event.delivery.to_string(),
+            issue_key: event.issue.key.to_string(),
+            kind: event.kind.clone(),
+            policy_version: policies.version.to_string(),
+            decision: serde_json::json!({ "why": ["one of rollgate's own issues (a report): not a playbook item"] }),
+            effects: serde_json::json!([]),
+            dry_run: false,
+            attempt: item.attempts + 1,
+            eval_us: 0,
+            apply_ms: 0,
+            total_ms: 0,
+            processed_at: self.clock.now(),
+        };
+        let c = Completion {
+            inbox_id: item.id,
+            issue: event.issue.key.clone(),
+            snapshot: None,
+            bot_comments: Vec::new(),
+            history: Vec::new(),
+            timers: Vec::new(),
+            audit,
+            absorbed: Vec::new(),
+            revisions: Vec::new(),
+        };
+        self.store.complete(c).await?;
         Ok(())
     }
 
@@ -369,6 +514,7 @@ impl Processor {
             to: Some("deleted".into()),
             actor: event.actor.login.clone(),
             source: Source::Tracker,
+            refused: None,
         }];
         let audit = AuditRecord {
             delivery: event.delivery.to_string(),
@@ -387,7 +533,18 @@ impl Processor {
         let snapshot = stored.unwrap_or_else(|| event.issue.clone());
         // "*" cancels every timer of the issue: nothing is left to wake it for.
         let timers = vec![("*".to_string(), None)];
-        self.store.complete(Completion { inbox_id: item.id, snapshot, bot_comments: Vec::new(), history, timers, audit }).await?;
+        let c = Completion {
+            inbox_id: item.id,
+            issue: event.issue.key.clone(),
+            snapshot: Some(snapshot),
+            bot_comments: Vec::new(),
+            history,
+            timers,
+            audit,
+            absorbed: Vec::new(),
+            revisions: Vec::new(),
+        };
+        self.store.complete(c).await?;
         Ok(())
     }
 

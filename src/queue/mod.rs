@@ -16,6 +16,9 @@ use tokio::sync::{watch, Notify, Semaphore};
 /// How often the inbox is looked at when nothing wakes the dispatcher (retries coming due).
 const POLL: Duration = Duration::from_millis(250);
 const MAX_BACKOFF_SECS: i64 = 600;
+/// Attempts for an event a policy rule fails on (1 s and 2 s apart): enough for a reload to
+/// land, short enough that the later events are not held back for long.
+const POLICY_ATTEMPTS: u32 = 3;
 /// Deliveries a second above which processing steps aside for ingest: one event at a time.
 const BUSY_RATE: u64 = 500;
 /// The window the delivery rate is measured over.
@@ -179,13 +182,18 @@ impl Queue {
             }
             Err(failure) => {
                 let attempts = item.attempts + 1;
+                let policy = matches!(failure, Failure::Policy(_));
                 let (error, not_before, permanent) = match failure {
                     Failure::Retry { error, not_before } => (error, not_before, false),
                     Failure::Permanent(error) => (error, None, true),
+                    Failure::Policy(error) => (error, None, attempts >= POLICY_ATTEMPTS.min(self.max_attempts)),
                 };
                 // A tracker that asked for time (rate limit, or our circuit breaker holding calls
                 // back) says "later", not "broken": such failures never make a dead letter.
                 let dead = permanent || (attempts >= self.max_attempts && not_before.is_none());
+                if dead && policy {
+                    self.processor.answer_failure(item, &error).await;
+                }
                 crate::metrics::METRICS.inc("rollgate_events_total", &[("result", if dead { "dead" } else { "retry" })]);
                 if dead {
                     tracing::error!(

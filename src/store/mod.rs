@@ -58,6 +58,8 @@ pub enum Source {
     Rollgate,
     /// A fact a policy asked to record.
     Policy,
+    /// What the issue held when rollgate first saw it: who set it, and when, is unknown.
+    Snapshot,
 }
 
 impl Source {
@@ -66,6 +68,7 @@ impl Source {
             Source::Tracker => "tracker",
             Source::Rollgate => "rollgate",
             Source::Policy => "policy",
+            Source::Snapshot => "snapshot",
         }
     }
 
@@ -73,6 +76,7 @@ impl Source {
         match s {
             "rollgate" => Source::Rollgate,
             "policy" => Source::Policy,
+            "snapshot" => Source::Snapshot,
             _ => Source::Tracker,
         }
     }
@@ -86,6 +90,17 @@ pub struct HistoryEntry {
     pub to: Option<String>,
     pub actor: String,
     pub source: Source,
+    /// The change was made on the tracker, and refused and reverted by this rule: it never took
+    /// effect. Clocks, reports, the decisions log and the state rules read skip it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+impl HistoryEntry {
+    /// Whether the change took effect (it was not refused).
+    pub fn effective(&self) -> bool {
+        self.refused.is_none()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -109,12 +124,21 @@ pub struct AuditRecord {
 #[derive(Debug)]
 pub struct Completion {
     pub inbox_id: i64,
-    pub snapshot: IssueSnapshot,
+    pub issue: IssueKey,
+    /// The issue's new view; `None` leaves the store without one (an issue rollgate does not
+    /// govern, such as its own report issues).
+    pub snapshot: Option<IssueSnapshot>,
     pub bot_comments: Vec<(String, BotComment)>,
     pub history: Vec<HistoryEntry>,
     /// Timers to set (purpose, when) or cancel (purpose, None).
     pub timers: Vec<(String, Option<DateTime<Utc>>)>,
     pub audit: AuditRecord,
+    /// Later inbox rows of the same issue whose change this event took in (the other half of a
+    /// label swap), with their events rewritten to say so (`taken_in_by`): they still run in
+    /// their turn, stating nothing, so the change is judged once and the order is kept.
+    pub absorbed: Vec<(i64, Event)>,
+    /// Comment revisions (comment id, revision time in ms) this event acted on.
+    pub revisions: Vec<(CommentId, i64)>,
 }
 
 /// One history row as the monthly report needs it: no more than that, for speed.
@@ -179,6 +203,13 @@ pub trait Store: Send + Sync + 'static {
     /// owner no longer holds the lease (another worker took the event over).
     async fn complete(&self, c: Completion) -> anyhow::Result<()>;
     async fn retry_at(&self, id: i64, error: &str, at: DateTime<Utc>) -> anyhow::Result<()>;
+    /// Gives the event back, untried, to be claimed again at `at` (its issue's later events wait
+    /// behind it): a label swap's first half waiting briefly for its second.
+    async fn postpone(&self, id: i64, at: DateTime<Utc>) -> anyhow::Result<()>;
+    /// The issue's pending events after inbox row `after`, in order (at most `limit`).
+    async fn pending_after(&self, key: &IssueKey, after: i64, limit: usize) -> anyhow::Result<Vec<(i64, Event)>>;
+    /// Whether a comment revision (comment id, revision time in ms) was already acted on.
+    async fn comment_acted(&self, key: &IssueKey, comment: CommentId, revision: i64) -> anyhow::Result<bool>;
     async fn bury(&self, id: i64, error: &str) -> anyhow::Result<()>;
     /// Effects already applied for inbox row `id` (a previous attempt that crashed or failed
     /// part way): (purpose, content hash) -> what the call returned.

@@ -46,8 +46,8 @@ impl PostgresStore {
 
 async fn insert_history<'e, E: sqlx::Executor<'e, Database = sqlx::Postgres>>(executor: E, key: &str, h: &HistoryEntry, delivery: &str) -> anyhow::Result<()> {
     sqlx::query(
-        "INSERT INTO history (issue_key, at, field, old_value, new_value, actor, source, delivery)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO history (issue_key, at, field, old_value, new_value, actor, source, delivery, refused)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(key)
     .bind(to_ms(h.at))
@@ -57,6 +57,7 @@ async fn insert_history<'e, E: sqlx::Executor<'e, Database = sqlx::Postgres>>(ex
     .bind(&h.actor)
     .bind(h.source.as_str())
     .bind(delivery)
+    .bind(&h.refused)
     .execute(executor)
     .await?;
     Ok(())
@@ -215,8 +216,10 @@ impl Store for PostgresStore {
             tx.rollback().await?;
             bail!("inbox row {} is no longer leased to this worker", c.inbox_id);
         }
-        let key = c.snapshot.key.to_string();
-        upsert_issue(&mut *tx, &c.snapshot).await?;
+        let key = c.issue.to_string();
+        if let Some(snapshot) = &c.snapshot {
+            upsert_issue(&mut *tx, snapshot).await?;
+        }
         for (tag, comment) in &c.bot_comments {
             sqlx::query(
                 "INSERT INTO bot_comments (issue_key, tag, comment_id, body_hash, body) VALUES ($1, $2, $3, $4, $5)
@@ -254,6 +257,29 @@ impl Store for PostgresStore {
                     .execute(&mut *tx)
                     .await?,
             };
+        }
+        for (id, event) in &c.absorbed {
+            // Only a row still pending and not leased (it is behind this one in its issue's
+            // order) is rewritten.
+            sqlx::query(
+                "UPDATE inbox SET event = $1 WHERE id = $2 AND status = 'pending' AND lease_owner IS NULL AND issue_key = $3",
+            )
+            .bind(pack_event(event)?)
+            .bind(*id)
+            .bind(&key)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (comment, revision) in &c.revisions {
+            sqlx::query(
+                "INSERT INTO comment_revisions (issue_key, comment_id, revision) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&key)
+            .bind(comment.0 as i64)
+            .bind(*revision)
+            .execute(&mut *tx)
+            .await?;
         }
         let a = &c.audit;
         sqlx::query(
@@ -298,6 +324,41 @@ impl Store for PostgresStore {
         .execute(&self.work)
         .await?;
         Ok(())
+    }
+
+    async fn postpone(&self, id: i64, at: DateTime<Utc>) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE inbox SET next_attempt_at = $1, lease_owner = NULL, lease_until = 0
+             WHERE id = $2 AND status = 'pending' AND lease_owner = $3",
+        )
+        .bind(to_ms(at))
+        .bind(id)
+        .bind(&self.owner)
+        .execute(&self.work)
+        .await?;
+        Ok(())
+    }
+
+    async fn pending_after(&self, key: &IssueKey, after: i64, limit: usize) -> anyhow::Result<Vec<(i64, Event)>> {
+        let rows = sqlx::query(
+            "SELECT id, event FROM inbox WHERE issue_key = $1 AND status = 'pending' AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(key.to_string())
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(&self.work)
+        .await?;
+        rows.iter().map(|r| Ok((r.get::<i64, _>("id"), unpack_event(r.get("event"))?))).collect()
+    }
+
+    async fn comment_acted(&self, key: &IssueKey, comment: CommentId, revision: i64) -> anyhow::Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM comment_revisions WHERE issue_key = $1 AND comment_id = $2 AND revision = $3")
+            .bind(key.to_string())
+            .bind(comment.0 as i64)
+            .bind(revision)
+            .fetch_optional(&self.work)
+            .await?;
+        Ok(row.is_some())
     }
 
     async fn bury(&self, id: i64, error: &str) -> anyhow::Result<()> {
@@ -543,8 +604,14 @@ impl Store for PostgresStore {
         let to_vec = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<String>>();
         let mut out = Vec::new();
         let queries = [
-            ("SELECT issue_key, at, field, new_value FROM history WHERE field = ANY($1) AND at >= $2", to_vec(fields)),
-            ("SELECT issue_key, at, field, new_value FROM history WHERE field = 'status' AND new_value = ANY($1) AND at >= $2", to_vec(statuses)),
+            ("SELECT issue_key, at, field, new_value FROM history WHERE field = ANY($1) AND at >= $2 AND refused IS NULL", to_vec(fields)),
+            // A status read off a snapshot is not a transition: its time is when rollgate first
+            // saw the issue, not when the status was entered.
+            (
+                "SELECT issue_key, at, field, new_value FROM history WHERE field = 'status' AND new_value = ANY($1) AND at >= $2
+                 AND refused IS NULL AND source <> 'snapshot'",
+                to_vec(statuses),
+            ),
         ];
         for (sql, binds) in queries {
             if binds.is_empty() {
@@ -567,8 +634,8 @@ impl Store for PostgresStore {
                 None => ("field = $1", f.to_string()),
             };
             let rows = sqlx::query(&format!(
-                "SELECT issue_key, at, field, old_value, new_value, actor, source FROM history
-                 WHERE {cond} AND at >= $2 ORDER BY issue_key, at, id"
+                "SELECT issue_key, at, field, old_value, new_value, actor, source, refused FROM history
+                 WHERE {cond} AND at >= $2 AND refused IS NULL ORDER BY issue_key, at, id"
             ))
             .bind(value)
             .bind(to_ms(since))
@@ -584,7 +651,7 @@ impl Store for PostgresStore {
 
     async fn history(&self, key: &IssueKey) -> anyhow::Result<Vec<HistoryEntry>> {
         let rows = sqlx::query(
-            "SELECT at, field, old_value, new_value, actor, source FROM history WHERE issue_key = $1 ORDER BY at, id",
+            "SELECT at, field, old_value, new_value, actor, source, refused FROM history WHERE issue_key = $1 ORDER BY at, id",
         )
         .bind(key.to_string())
         .fetch_all(&self.work)

@@ -55,6 +55,7 @@ pub(super) fn history_entry(r: &impl Columns) -> HistoryEntry {
         to: r.opt_text("new_value"),
         actor: r.text("actor"),
         source: Source::parse(&r.text("source")),
+        refused: r.opt_text("refused"),
     }
 }
 

@@ -141,8 +141,8 @@ async fn checkpointer(pool: SqlitePool, gate: std::sync::Weak<WriteGate>) {
 
 async fn insert_history<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(executor: E, key: &str, h: &HistoryEntry, delivery: &str) -> anyhow::Result<()> {
     sqlx::query(
-        "INSERT INTO history (issue_key, at, field, old_value, new_value, actor, source, delivery)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO history (issue_key, at, field, old_value, new_value, actor, source, delivery, refused)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(key)
     .bind(to_ms(h.at))
@@ -152,6 +152,7 @@ async fn insert_history<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(exec
     .bind(&h.actor)
     .bind(h.source.as_str())
     .bind(delivery)
+    .bind(&h.refused)
     .execute(executor)
     .await?;
     Ok(())
@@ -305,17 +306,19 @@ impl Store for SqliteStore {
     async fn complete(&self, c: Completion) -> anyhow::Result<()> {
         let _writing = self.write_lock(false).await;
         let mut tx = self.pool.begin().await?;
-        let key = c.snapshot.key.to_string();
-        sqlx::query(
-            "INSERT INTO issues (issue_key, snapshot, updated_at) VALUES (?, ?, ?)
-             ON CONFLICT (issue_key) DO UPDATE SET snapshot = excluded.snapshot,
-                                                   updated_at = excluded.updated_at",
-        )
-        .bind(&key)
-        .bind(json(&c.snapshot)?)
-        .bind(to_ms(c.snapshot.updated_at))
-        .execute(&mut *tx)
-        .await?;
+        let key = c.issue.to_string();
+        if let Some(snapshot) = &c.snapshot {
+            sqlx::query(
+                "INSERT INTO issues (issue_key, snapshot, updated_at) VALUES (?, ?, ?)
+                 ON CONFLICT (issue_key) DO UPDATE SET snapshot = excluded.snapshot,
+                                                       updated_at = excluded.updated_at",
+            )
+            .bind(&key)
+            .bind(json(snapshot)?)
+            .bind(to_ms(snapshot.updated_at))
+            .execute(&mut *tx)
+            .await?;
+        }
         for (tag, comment) in &c.bot_comments {
             sqlx::query(
                 "INSERT INTO bot_comments (issue_key, tag, comment_id, body_hash, body) VALUES (?, ?, ?, ?, ?)
@@ -356,6 +359,29 @@ impl Store for SqliteStore {
                     .execute(&mut *tx)
                     .await?,
             };
+        }
+        for (id, event) in &c.absorbed {
+            // Only a row still pending and not leased (it is behind this one in its issue's
+            // order) is rewritten.
+            sqlx::query(
+                "UPDATE inbox SET event = ? WHERE id = ? AND status = 'pending' AND lease_owner IS NULL AND issue_key = ?",
+            )
+            .bind(pack_event(event)?)
+            .bind(*id)
+            .bind(&key)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (comment, revision) in &c.revisions {
+            sqlx::query(
+                "INSERT INTO comment_revisions (issue_key, comment_id, revision) VALUES (?, ?, ?)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&key)
+            .bind(comment.0 as i64)
+            .bind(*revision)
+            .execute(&mut *tx)
+            .await?;
         }
         let a = &c.audit;
         sqlx::query(
@@ -415,6 +441,42 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn postpone(&self, id: i64, at: DateTime<Utc>) -> anyhow::Result<()> {
+        let _writing = self.write_lock(false).await;
+        sqlx::query(
+            "UPDATE inbox SET next_attempt_at = ?, lease_owner = NULL, lease_until = 0
+             WHERE id = ? AND status = 'pending' AND lease_owner = ?",
+        )
+        .bind(to_ms(at))
+        .bind(id)
+        .bind(&self.owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn pending_after(&self, key: &IssueKey, after: i64, limit: usize) -> anyhow::Result<Vec<(i64, Event)>> {
+        let rows = sqlx::query(
+            "SELECT id, event FROM inbox WHERE issue_key = ? AND status = 'pending' AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(key.to_string())
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.get::<i64, _>("id"), unpack_event(r.get("event"))?))).collect()
+    }
+
+    async fn comment_acted(&self, key: &IssueKey, comment: CommentId, revision: i64) -> anyhow::Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM comment_revisions WHERE issue_key = ? AND comment_id = ? AND revision = ?")
+            .bind(key.to_string())
+            .bind(comment.0 as i64)
+            .bind(revision)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
     }
 
     async fn bury(&self, id: i64, error: &str) -> anyhow::Result<()> {
@@ -626,9 +688,15 @@ impl Store for SqliteStore {
         let list = |n: usize| vec!["?"; n].join(", ");
         let mut out = Vec::new();
         let queries = [
-            (format!("SELECT issue_key, at, field, new_value FROM history WHERE field IN ({}) AND at >= ?", list(fields.len())), fields),
+            (format!("SELECT issue_key, at, field, new_value FROM history WHERE field IN ({}) AND at >= ? AND refused IS NULL", list(fields.len())), fields),
+            // A status read off a snapshot is not a transition: its time is when rollgate first
+            // saw the issue, not when the status was entered.
             (
-                format!("SELECT issue_key, at, field, new_value FROM history WHERE field = 'status' AND new_value IN ({}) AND at >= ?", list(statuses.len())),
+                format!(
+                    "SELECT issue_key, at, field, new_value FROM history WHERE field = 'status' AND new_value IN ({}) AND at >= ?
+                     AND refused IS NULL AND source <> 'snapshot'",
+                    list(statuses.len())
+                ),
                 statuses,
             ),
         ];
@@ -657,8 +725,8 @@ impl Store for SqliteStore {
                 None => ("=", f.to_string()),
             };
             let rows = sqlx::query(&format!(
-                "SELECT issue_key, at, field, old_value, new_value, actor, source FROM history
-                 WHERE field {op} ? AND at >= ? ORDER BY issue_key, at, id"
+                "SELECT issue_key, at, field, old_value, new_value, actor, source, refused FROM history
+                 WHERE field {op} ? AND at >= ? AND refused IS NULL ORDER BY issue_key, at, id"
             ))
             .bind(pattern)
             .bind(to_ms(since))
@@ -697,7 +765,7 @@ impl Store for SqliteStore {
 
     async fn history(&self, key: &IssueKey) -> anyhow::Result<Vec<HistoryEntry>> {
         let rows = sqlx::query(
-            "SELECT at, field, old_value, new_value, actor, source FROM history
+            "SELECT at, field, old_value, new_value, actor, source, refused FROM history
              WHERE issue_key = ? ORDER BY at, id",
         )
         .bind(key.to_string())

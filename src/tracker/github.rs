@@ -28,6 +28,8 @@ pub struct GithubTracker {
     client: Octocrab,
     app: Option<GithubApp>,
     retry: RetryPolicy,
+    /// `whoami`, asked once: the login rollgate's writes come back under.
+    me: tokio::sync::OnceCell<String>,
 }
 
 struct GithubApp {
@@ -61,7 +63,7 @@ impl GithubTracker {
     /// As `new`, waiting at most `read_timeout` for an answer (tests stall a fake for longer).
     pub fn with_read_timeout(api_url: &str, token: &Secret, retry: RetryPolicy, read_timeout: Duration) -> anyhow::Result<Self> {
         let client = Self::builder(api_url, read_timeout)?.personal_token(token.expose().to_string()).build().context("building the GitHub client")?;
-        Ok(GithubTracker { client, app: None, retry })
+        Ok(GithubTracker { client, app: None, retry, me: Default::default() })
     }
 
     /// Authenticates as a GitHub App. The key is read and tried here, so a bad one fails at
@@ -70,7 +72,7 @@ impl GithubTracker {
         let credentials = AppCredentials::new(app_id, key)?;
         let client = Self::builder(api_url, READ_TIMEOUT)?.build().context("building the GitHub client")?;
         let app = GithubApp { credentials, installations: Installations::default() };
-        Ok(GithubTracker { client, app: Some(app), retry })
+        Ok(GithubTracker { client, app: Some(app), retry, me: Default::default() })
     }
 
     /// The tracker the settings describe, or `None` without GitHub credentials.
@@ -267,6 +269,24 @@ pub struct PastEvent {
     /// `labeled`, `unlabeled`, `closed`, `reopened`.
     pub kind: String,
     pub label: Option<String>,
+    /// A close's reason (`completed`, `not_planned`), when GitHub gives it.
+    pub state_reason: Option<String>,
+}
+
+/// A comment of an issue's past, with each of its revisions, oldest first (the first is its
+/// creation): what backfill replays as the comment's deliveries.
+#[derive(Debug, Clone)]
+pub struct PastComment {
+    pub id: u64,
+    pub author: String,
+    pub revisions: Vec<Revision>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Revision {
+    pub at: chrono::DateTime<Utc>,
+    pub editor: String,
+    pub body: String,
 }
 
 impl GithubTracker {
@@ -390,6 +410,8 @@ impl GithubTracker {
             actor: Option<RawUser>,
             #[serde(default)]
             label: Option<RawLabel>,
+            #[serde(default)]
+            state_reason: Option<String>,
         }
         #[derive(Deserialize)]
         struct RawLabel {
@@ -405,12 +427,41 @@ impl GithubTracker {
                 actor: e.actor.map(|a| a.login).unwrap_or_default(),
                 kind: e.event,
                 label: e.label.map(|l| l.name),
+                state_reason: e.state_reason,
             }));
             if n < 100 {
                 break;
             }
         }
         out.sort_by_key(|e| e.at);
+        Ok(out)
+    }
+
+    /// An issue's comments as backfill replays them: each with its creation as one revision.
+    pub async fn past_comments(&self, issue: &IssueKey) -> TrackerResult<Vec<PastComment>> {
+        #[derive(Deserialize)]
+        struct Raw {
+            id: u64,
+            #[serde(default)]
+            body: Option<String>,
+            #[serde(default)]
+            user: Option<RawUser>,
+            created_at: chrono::DateTime<Utc>,
+        }
+        let mut out = Vec::new();
+        for page in 1.. {
+            let path = format!("{}/comments?per_page=100&page={page}", Self::issue_path(issue));
+            let batch: Vec<Raw> = parse("comments", &self.call(On::Repo(issue.project()), Method::GET, &path, None).await?)?;
+            let n = batch.len();
+            for c in batch {
+                let author = c.user.map(|u| u.login).unwrap_or_else(|| "ghost".into());
+                let revisions = vec![Revision { at: c.created_at, editor: author.clone(), body: c.body.unwrap_or_default() }];
+                out.push(PastComment { id: c.id, author, revisions });
+            }
+            if n < 100 {
+                break;
+            }
+        }
         Ok(out)
     }
 }
@@ -430,6 +481,10 @@ struct RawUser {
 
 #[async_trait]
 impl Tracker for GithubTracker {
+    async fn identity(&self) -> TrackerResult<String> {
+        self.me.get_or_try_init(|| self.whoami()).await.cloned()
+    }
+
     fn note_installation(&self, project: &str, installation: u64) {
         if let (Some(app), Some((owner, _))) = (&self.app, project.split_once('/')) {
             app.installations.learn(owner, installation);

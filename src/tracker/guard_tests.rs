@@ -182,6 +182,9 @@ struct Stub {
 
 #[async_trait]
 impl Tracker for Stub {
+    async fn identity(&self) -> TrackerResult<String> {
+        Ok("stub[bot]".into())
+    }
     async fn get_issue(&self, _: &IssueKey) -> TrackerResult<IssueSnapshot> {
         Err(TrackerError::NotFound)
     }

@@ -83,6 +83,11 @@ pub trait Tracker: Send + Sync + 'static {
     /// Replaces an issue's body (the weekly issues rollgate keeps up to date).
     async fn update_issue_body(&self, issue: &IssueKey, body: &str) -> TrackerResult<()>;
 
+    /// The login rollgate's own changes appear under on this tracker (the token's user, the
+    /// App's `<slug>[bot]`, the Jira account): how the worker tells rollgate's echoes and
+    /// comments from people's. Asked once, then remembered.
+    async fn identity(&self) -> TrackerResult<String>;
+
     /// A delivery about `project` came through GitHub App installation `installation`: calls
     /// about that project's account can use its token without asking GitHub which it is.
     fn note_installation(&self, _project: &str, _installation: u64) {}

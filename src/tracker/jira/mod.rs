@@ -181,6 +181,18 @@ impl JiraTracker {
         Ok(Some(out))
     }
 
+    /// An issue's comments, oldest first, for backfill.
+    pub(crate) async fn past_comments(&self, issue: &IssueKey) -> TrackerResult<Vec<PastComment>> {
+        let mut out = Vec::new();
+        for c in self.comments_raw(issue).await? {
+            let created = c.created.as_deref().and_then(crate::ingest::jira::jira_time).unwrap_or_default();
+            let Comment { id, body, author } = comment_of(c);
+            out.push(PastComment { id: id.0, author, body, created });
+        }
+        out.sort_by_key(|c| c.created);
+        Ok(out)
+    }
+
     /// An issue's changelog, oldest first.
     pub(crate) async fn changelog(&self, issue: &IssueKey) -> TrackerResult<Vec<PastChange>> {
         #[derive(Deserialize)]
@@ -201,6 +213,44 @@ impl JiraTracker {
         }
         all.sort_by_key(|c| crate::ingest::jira::jira_time(&c.created));
         Ok(all)
+    }
+}
+
+impl JiraTracker {
+    /// Every comment of an issue, with its properties, oldest first.
+    async fn comments_raw(&self, issue: &IssueKey) -> TrackerResult<Vec<RawComment>> {
+        #[derive(Deserialize)]
+        struct Page {
+            #[serde(default)]
+            total: usize,
+            comments: Vec<RawComment>,
+        }
+        let mut all = Vec::new();
+        loop {
+            let path = format!("/issue/{}/comment?expand=properties&startAt={}&maxResults=100", issue.short(), all.len());
+            let page: Page = parse("comments", &self.call(Method::GET, &path, None).await?)?;
+            let n = page.comments.len();
+            all.extend(page.comments);
+            if n == 0 || all.len() >= page.total {
+                break;
+            }
+        }
+        Ok(all)
+    }
+}
+
+/// A comment as the engine reads it: plain text, and rollgate's marker shown first for its own
+/// (Jira keeps the tag in a comment property, which webhooks do not carry).
+fn comment_of(c: RawComment) -> Comment {
+    let tag = c.properties.iter().find(|p| p.key == PROPERTY).and_then(|p| p.value["tag"].as_str().map(String::from));
+    let text = markup::plain_text(&c.body);
+    Comment {
+        id: CommentId(c.id.parse().unwrap_or(0)),
+        body: match tag {
+            Some(tag) => format!("{}\n{text}", marker(&tag)),
+            None => text,
+        },
+        author: c.author.as_ref().and_then(|a| a["accountId"].as_str().or(a["name"].as_str())).unwrap_or("").to_string(),
     }
 }
 
@@ -252,6 +302,18 @@ struct RawComment {
     author: Option<Value>,
     #[serde(default)]
     properties: Vec<Property>,
+    #[serde(default)]
+    created: Option<String>,
+}
+
+/// A comment of an issue's past, as backfill replays it (Jira keeps no edit history of comments:
+/// the text is the comment as it is now).
+pub struct PastComment {
+    pub id: u64,
+    pub author: String,
+    /// Plain text, with rollgate's marker line first for rollgate's own comments.
+    pub body: String,
+    pub created: chrono::DateTime<Utc>,
 }
 
 #[derive(Deserialize)]
@@ -263,6 +325,10 @@ struct Property {
 
 #[async_trait]
 impl Tracker for JiraTracker {
+    async fn identity(&self) -> TrackerResult<String> {
+        self.fields.bot_account.clone().ok_or_else(|| TrackerError::Rejected("Jira did not say which account rollgate is (GET /myself)".into()))
+    }
+
     async fn get_issue(&self, issue: &IssueKey) -> TrackerResult<IssueSnapshot> {
         let text = self.call(Method::GET, &format!("/issue/{}", issue.short()), None).await?;
         let raw: RawIssue = parse("issue", &text)?;
@@ -270,35 +336,7 @@ impl Tracker for JiraTracker {
     }
 
     async fn list_comments(&self, issue: &IssueKey) -> TrackerResult<Vec<Comment>> {
-        #[derive(Deserialize)]
-        struct Page {
-            #[serde(default)]
-            total: usize,
-            comments: Vec<RawComment>,
-        }
-        let mut all = Vec::new();
-        loop {
-            let path = format!("/issue/{}/comment?expand=properties&startAt={}&maxResults=100", issue.short(), all.len());
-            let page: Page = parse("comments", &self.call(Method::GET, &path, None).await?)?;
-            let n = page.comments.len();
-            for c in page.comments {
-                let tag = c.properties.iter().find(|p| p.key == PROPERTY).and_then(|p| p.value["tag"].as_str().map(String::from));
-                let text = markup::plain_text(&c.body);
-                all.push(Comment {
-                    id: CommentId(c.id.parse().unwrap_or(0)),
-                    // The engine finds its comments by marker: show the property as one.
-                    body: match tag {
-                        Some(tag) => format!("{}\n{text}", marker(&tag)),
-                        None => text,
-                    },
-                    author: c.author.as_ref().and_then(|a| a["accountId"].as_str().or(a["name"].as_str())).unwrap_or("").to_string(),
-                });
-            }
-            if n == 0 || all.len() >= page.total {
-                break;
-            }
-        }
-        Ok(all)
+        Ok(self.comments_raw(issue).await?.into_iter().map(comment_of).collect())
     }
 
     async fn add_labels(&self, issue: &IssueKey, labels: &[String]) -> TrackerResult<()> {
