@@ -5,7 +5,6 @@ use clap::{Parser, Subcommand};
 use rollgate::config::Settings;
 use rollgate::model::IssueKey;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -29,7 +28,8 @@ enum Command {
         #[arg(default_value = "policies")]
         dir: PathBuf,
     },
-    /// Run the fixtures in DIR/tests and show a diff for every failure.
+    /// Run the fixtures in DIR/tests and show a diff for every failure. Each fixture runs on
+    /// its own calendar (UTC unless it declares `timezone`), never ROLLGATE_TIMEZONE's.
     Test {
         #[arg(default_value = "policies")]
         dir: PathBuf,
@@ -141,7 +141,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rollgate::store::open(&settings.database_url).await?;
             println!("database {} is up to date", settings.database_url.split('@').next_back().unwrap_or(""));
         }
-        Command::Check { dir } => match rollgate::tools::check(&dir, Arc::new(settings.calendar()?)) {
+        Command::Check { dir } => match rollgate::tools::check(&dir) {
             Ok(summary) => println!("{summary}"),
             Err(e) => {
                 eprintln!("{e}");
@@ -149,7 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Test { dir } => {
-            let (report, ok) = match rollgate::tools::test(&dir, Arc::new(settings.calendar()?)) {
+            let (report, ok) = match rollgate::tools::test(&dir) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("{e}");
@@ -163,9 +163,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Simulate { event, event_type, policies, with_store } => {
             let dir = policies.unwrap_or_else(|| settings.policies.clone());
-            let set = rollgate::policy::PolicySet::load(&dir, Arc::new(settings.calendar()?)).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let set = rollgate::policy::PolicySet::load(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
             let store = if with_store { Some(rollgate::store::open(&settings.database_url).await?) } else { None };
-            let config = rollgate::app::policy_config(&settings);
+            let config = rollgate::app::policy_config(&settings)?;
             let out = rollgate::tools::simulate(&set, &event, event_type.as_deref(), store.as_deref(), &config, chrono::Utc::now()).await?;
             println!("{out}");
         }
@@ -196,7 +196,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Backfill { github, jira } => {
-            let set = rollgate::policy::PolicySet::load(&settings.policies, Arc::new(settings.calendar()?)).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let set = rollgate::policy::PolicySet::load(&settings.policies).map_err(|e| anyhow::anyhow!("{e}"))?;
             let store = rollgate::store::open(&settings.database_url).await?;
             let retry = rollgate::tracker::RetryPolicy::default();
             let (what, p) = match (github, jira) {
@@ -216,7 +216,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Setup { target: SetupTarget::Github { repo } } => {
             let tracker = rollgate::tracker::github::GithubTracker::from_settings(&settings.github, rollgate::tracker::RetryPolicy::default())?
                 .context("setup writes labels: set ROLLGATE_GITHUB_TOKEN or a GitHub App (ROLLGATE_GITHUB_APP_ID and its private key)")?;
-            let set = rollgate::policy::PolicySet::load(&settings.policies, Arc::new(settings.calendar()?)).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let set = rollgate::policy::PolicySet::load(&settings.policies).map_err(|e| anyhow::anyhow!("{e}"))?;
             let (created, updated, same) = tracker.sync_labels(&repo, &set.vocabulary.label_specs()).await?;
             println!("{repo}: {created} label(s) created, {updated} updated, {same} already right");
         }

@@ -1,7 +1,6 @@
 //! The operator's policy tools behind `rollgate check`, `test` and `simulate`: they load a
 //! folder exactly as `serve` does and never touch a tracker.
 
-use crate::clock::Calendar;
 use crate::ingest::{github, Parsed};
 use crate::model::DeliveryId;
 use crate::plan;
@@ -15,8 +14,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Compiles and lints a folder; returns the summary line, or the errors as file:line:column.
-pub fn check(dir: &Path, calendar: Arc<Calendar>) -> anyhow::Result<String> {
-    let set = PolicySet::load(dir, calendar).map_err(|e| anyhow::anyhow!("{e}"))?;
+pub fn check(dir: &Path) -> anyhow::Result<String> {
+    let set = PolicySet::load(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let fixtures = std::fs::read_dir(dir.join("tests"))
         .map(|d| d.filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "toml")).count())
         .unwrap_or(0);
@@ -35,9 +34,9 @@ pub fn check(dir: &Path, calendar: Arc<Calendar>) -> anyhow::Result<String> {
     Ok(out)
 }
 
-/// Runs every fixture; returns the report and whether all passed.
-pub fn test(dir: &Path, calendar: Arc<Calendar>) -> anyhow::Result<(String, bool)> {
-    let set = PolicySet::load(dir, calendar).map_err(|e| anyhow::anyhow!("{e}"))?;
+/// Runs every fixture, each on its own calendar; returns the report and whether all passed.
+pub fn test(dir: &Path) -> anyhow::Result<(String, bool)> {
+    let set = PolicySet::load(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let outcomes = fixtures::run_dir(&set, dir)?;
     Ok(report(&outcomes))
 }
@@ -124,8 +123,8 @@ fn guess_event(body: &[u8]) -> anyhow::Result<String> {
 pub async fn sweep(settings: &crate::config::Settings, at: chrono::DateTime<chrono::Utc>, dry_run: bool) -> anyhow::Result<String> {
     use crate::clock::{sweep, FixedClock};
     let store = crate::store::open(&settings.database_url).await?;
-    let set = PolicySet::load(&settings.policies, Arc::new(settings.calendar()?)).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let config = crate::app::policy_config(settings);
+    let set = PolicySet::load(&settings.policies).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config = crate::app::policy_config(settings)?;
     let mut out = String::new();
     if dry_run {
         let due = store.due_timers(at, 10_000).await?;
