@@ -49,14 +49,22 @@ enum Command {
         #[arg(long)]
         with_store: bool,
     },
-    /// Run the clock at a given time: fire the timers due by then and process them. With
-    /// --dry-run, show what they would do and change nothing.
+    /// Run the clock at a given time, as `serve` does every 30 s: fire the timers due by then
+    /// and process them, then run the periodic jobs due then (the monthly metrics report, the
+    /// week's decisions log, the Tuesday agenda, each filed once per period in
+    /// ROLLGATE_REPORTS_TARGET). A time in the future files the periods due by then, and
+    /// `serve` will not file them again.
     Sweep {
         /// RFC 3339 time, e.g. 2026-11-27T18:00:00+05:30 (default: now).
         #[arg(long)]
         at: Option<String>,
+        /// Show what the due timers and jobs would do; fire nothing, file nothing, change
+        /// nothing (no tracker is reached).
         #[arg(long)]
         dry_run: bool,
+        /// Only the timers: leave the periodic jobs to `serve`.
+        #[arg(long)]
+        no_jobs: bool,
     },
     /// Print a month's metrics report (M1-M9) as Markdown; --post files it as an issue (or updates the one filed for that month).
     Report {
@@ -169,14 +177,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let out = rollgate::tools::simulate(&set, &event, event_type.as_deref(), store.as_deref(), &config, chrono::Utc::now()).await?;
             println!("{out}");
         }
-        Command::Sweep { at, dry_run } => {
+        Command::Sweep { at, dry_run, no_jobs } => {
             let at = match at {
                 Some(t) => chrono::DateTime::parse_from_rfc3339(&t)
                     .with_context(|| format!("--at {t:?} is not an RFC 3339 time such as 2026-11-27T18:00:00Z"))?
                     .with_timezone(&chrono::Utc),
                 None => chrono::Utc::now(),
             };
-            print!("{}", rollgate::tools::sweep(&settings, at, dry_run).await?);
+            let (report, ok) = rollgate::tools::sweep(&settings, at, dry_run, !no_jobs).await?;
+            print!("{report}");
+            if !ok {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::Report { month, post } => {
             let calendar = settings.calendar()?;
