@@ -70,7 +70,7 @@ fn history() -> Vec<HistoryEntry> {
 }
 
 fn run(c: &mut Criterion, name: &str, set: &PolicySet, before: &[&str], after: &[&str], label: &str) {
-    let config = PolicyConfig { roles: PolicyRoles { pm: vec!["priya".into()], qa_lead: vec!["quinn".into()] }, timezone: "UTC".into() };
+    let config = PolicyConfig { roles: PolicyRoles { pm: vec!["priya".into()], qa_lead: vec!["quinn".into()] }, calendar: Default::default() };
     let stored = snapshot(before);
     let event = Event {
         delivery: DeliveryId("bench".into()),
@@ -108,7 +108,7 @@ fn run(c: &mut Criterion, name: &str, set: &PolicySet, before: &[&str], after: &
 }
 
 fn bench(c: &mut Criterion) {
-    let set = PolicySet::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"), Default::default()).unwrap();
+    let set = PolicySet::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap();
     // A QA lead flags a lane-B bug as needing a demo: R6 promotes it, R5 comments.
     let base = ["type/bug", "scope/cross-client", "lane/B", "rollout/2-notified", "status/in-dev", "decision/accept"];
     let mut flagged = base.to_vec();

@@ -76,12 +76,12 @@ pub async fn build_trackers(settings: &Settings) -> anyhow::Result<(Trackers, Ji
     Ok((trackers, jira_fields))
 }
 
-/// What policies see of the configuration (`ctx.config`).
-pub fn policy_config(settings: &Settings) -> PolicyConfig {
-    PolicyConfig {
+/// What policies see of the configuration (`ctx.config`), with the deployment's calendar.
+pub fn policy_config(settings: &Settings) -> anyhow::Result<PolicyConfig> {
+    Ok(PolicyConfig {
         roles: PolicyRoles { pm: settings.roles.pm.clone(), qa_lead: settings.roles.qa_lead.clone() },
-        timezone: settings.timezone.name().to_string(),
-    }
+        calendar: Arc::new(settings.calendar()?),
+    })
 }
 
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
@@ -90,7 +90,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
 
 pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     let calendar = Arc::new(settings.calendar()?);
-    let policies = PolicySet::load(&settings.policies, calendar.clone())
+    let policies = PolicySet::load(&settings.policies)
         .with_context(|| format!("loading policies from {}", settings.policies.display()))?;
     tracing::info!(version = %policies.version, rules = ?policies.rule_names(), "policy set loaded");
     let policies = PolicyHandle::new(policies);
@@ -100,7 +100,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
     if released > 0 {
         tracing::info!(released, "took back the events a previous run was processing when it stopped");
     }
-    let reloader = Reloader::new(settings.policies.clone(), calendar.clone(), policies.clone());
+    let reloader = Reloader::new(settings.policies.clone(), policies.clone());
 
     let dry_run = settings.effective_dry_run();
     let (trackers, jira_fields) = build_trackers(&settings).await?;
@@ -146,7 +146,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
         policies: policies.clone(),
         roles: RoleResolver::new(&settings.roles, trackers.github.clone()),
         trackers: trackers.clone(),
-        config: policy_config(&settings),
+        config: policy_config(&settings)?,
         clock: clock.clone(),
     });
     let queue = Queue {
@@ -183,7 +183,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
         jira_secret: settings.jira.webhook_secret.clone(),
         jira_fields: Arc::new(jira_fields),
         admin_token: settings.admin_token.clone(),
-        policy_config: policy_config(&settings),
+        policy_config: policy_config(&settings)?,
         reloader,
         dry_run,
     };

@@ -268,9 +268,8 @@ pub async fn jira(store: &dyn Store, judge: &Judge<'_>, tracker: &crate::tracker
     let job = format!("backfill:jira:{project}");
     let fields = tracker.fields();
     let mut p = Progress { issues: 0, skipped: 0, rows: 0 };
-    let mut start = 0;
-    while let Some(batch) = tracker.list_issues(project, start).await? {
-        start += batch.len();
+    let mut page = crate::tracker::jira::SearchPage::default();
+    while let Some(batch) = tracker.list_issues(project, &mut page).await? {
         for issue in batch {
             let period = issue.key.short();
             if store.job_result(&job, &period).await?.is_some() {

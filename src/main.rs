@@ -5,7 +5,6 @@ use clap::{Parser, Subcommand};
 use rollgate::config::Settings;
 use rollgate::model::IssueKey;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -29,7 +28,8 @@ enum Command {
         #[arg(default_value = "policies")]
         dir: PathBuf,
     },
-    /// Run the fixtures in DIR/tests and show a diff for every failure.
+    /// Run the fixtures in DIR/tests and show a diff for every failure. Each fixture runs on
+    /// its own calendar (UTC unless it declares `timezone`), never ROLLGATE_TIMEZONE's.
     Test {
         #[arg(default_value = "policies")]
         dir: PathBuf,
@@ -49,14 +49,22 @@ enum Command {
         #[arg(long)]
         with_store: bool,
     },
-    /// Run the clock at a given time: fire the timers due by then and process them. With
-    /// --dry-run, show what they would do and change nothing.
+    /// Run the clock at a given time, as `serve` does every 30 s: fire the timers due by then
+    /// and process them, then run the periodic jobs due then (the monthly metrics report, the
+    /// week's decisions log, the Tuesday agenda, each filed once per period in
+    /// ROLLGATE_REPORTS_TARGET). A time in the future files the periods due by then, and
+    /// `serve` will not file them again.
     Sweep {
         /// RFC 3339 time, e.g. 2026-11-27T18:00:00+05:30 (default: now).
         #[arg(long)]
         at: Option<String>,
+        /// Show what the due timers and jobs would do; fire nothing, file nothing, change
+        /// nothing (no tracker is reached).
         #[arg(long)]
         dry_run: bool,
+        /// Only the timers: leave the periodic jobs to `serve`.
+        #[arg(long)]
+        no_jobs: bool,
     },
     /// Print a month's metrics report (M1-M9) as Markdown; --post files it as an issue (or updates the one filed for that month).
     Report {
@@ -141,7 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rollgate::store::open(&settings.database_url).await?;
             println!("database {} is up to date", settings.database_url.split('@').next_back().unwrap_or(""));
         }
-        Command::Check { dir } => match rollgate::tools::check(&dir, Arc::new(settings.calendar()?)) {
+        Command::Check { dir } => match rollgate::tools::check(&dir) {
             Ok(summary) => println!("{summary}"),
             Err(e) => {
                 eprintln!("{e}");
@@ -149,7 +157,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Test { dir } => {
-            let (report, ok) = match rollgate::tools::test(&dir, Arc::new(settings.calendar()?)) {
+            let (report, ok) = match rollgate::tools::test(&dir) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("{e}");
@@ -163,20 +171,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Simulate { event, event_type, policies, with_store } => {
             let dir = policies.unwrap_or_else(|| settings.policies.clone());
-            let set = rollgate::policy::PolicySet::load(&dir, Arc::new(settings.calendar()?)).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let set = rollgate::policy::PolicySet::load(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
             let store = if with_store { Some(rollgate::store::open(&settings.database_url).await?) } else { None };
-            let config = rollgate::app::policy_config(&settings);
+            let config = rollgate::app::policy_config(&settings)?;
             let out = rollgate::tools::simulate(&set, &event, event_type.as_deref(), store.as_deref(), &config, chrono::Utc::now()).await?;
             println!("{out}");
         }
-        Command::Sweep { at, dry_run } => {
+        Command::Sweep { at, dry_run, no_jobs } => {
             let at = match at {
                 Some(t) => chrono::DateTime::parse_from_rfc3339(&t)
                     .with_context(|| format!("--at {t:?} is not an RFC 3339 time such as 2026-11-27T18:00:00Z"))?
                     .with_timezone(&chrono::Utc),
                 None => chrono::Utc::now(),
             };
-            print!("{}", rollgate::tools::sweep(&settings, at, dry_run).await?);
+            let (report, ok) = rollgate::tools::sweep(&settings, at, dry_run, !no_jobs).await?;
+            print!("{report}");
+            if !ok {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::Report { month, post } => {
             let calendar = settings.calendar()?;
@@ -196,11 +208,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Backfill { github, jira } => {
-            let set = rollgate::policy::PolicySet::load(&settings.policies, Arc::new(settings.calendar()?)).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let set = rollgate::policy::PolicySet::load(&settings.policies).map_err(|e| anyhow::anyhow!("{e}"))?;
             let store = rollgate::store::open(&settings.database_url).await?;
             let retry = rollgate::tracker::RetryPolicy::default();
-            let config = rollgate::app::policy_config(&settings);
+            let config = rollgate::app::policy_config(&settings)?;
             use rollgate::tracker::Tracker;
+            use std::sync::Arc;
             let (what, p) = match (github, jira) {
                 (Some(repo), _) => {
                     let tracker = rollgate::tracker::github::GithubTracker::from_settings(&settings.github, retry)?
@@ -225,7 +238,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Setup { target: SetupTarget::Github { repo } } => {
             let tracker = rollgate::tracker::github::GithubTracker::from_settings(&settings.github, rollgate::tracker::RetryPolicy::default())?
                 .context("setup writes labels: set ROLLGATE_GITHUB_TOKEN or a GitHub App (ROLLGATE_GITHUB_APP_ID and its private key)")?;
-            let set = rollgate::policy::PolicySet::load(&settings.policies, Arc::new(settings.calendar()?)).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let set = rollgate::policy::PolicySet::load(&settings.policies).map_err(|e| anyhow::anyhow!("{e}"))?;
             let (created, updated, same) = tracker.sync_labels(&repo, &set.vocabulary.label_specs()).await?;
             println!("{repo}: {created} label(s) created, {updated} updated, {same} already right");
         }

@@ -1,7 +1,6 @@
 //! The operator's policy tools behind `rollgate check`, `test` and `simulate`: they load a
 //! folder exactly as `serve` does and never touch a tracker.
 
-use crate::clock::Calendar;
 use crate::ingest::{github, Parsed};
 use crate::model::DeliveryId;
 use crate::plan;
@@ -16,8 +15,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Compiles and lints a folder; returns the summary line, or the errors as file:line:column.
-pub fn check(dir: &Path, calendar: Arc<Calendar>) -> anyhow::Result<String> {
-    let set = PolicySet::load(dir, calendar).map_err(|e| anyhow::anyhow!("{e}"))?;
+pub fn check(dir: &Path) -> anyhow::Result<String> {
+    let set = PolicySet::load(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let fixtures = std::fs::read_dir(dir.join("tests"))
         .map(|d| d.filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "toml")).count())
         .unwrap_or(0);
@@ -36,9 +35,9 @@ pub fn check(dir: &Path, calendar: Arc<Calendar>) -> anyhow::Result<String> {
     Ok(out)
 }
 
-/// Runs every fixture; returns the report and whether all passed.
-pub fn test(dir: &Path, calendar: Arc<Calendar>) -> anyhow::Result<(String, bool)> {
-    let set = PolicySet::load(dir, calendar).map_err(|e| anyhow::anyhow!("{e}"))?;
+/// Runs every fixture, each on its own calendar; returns the report and whether all passed.
+pub fn test(dir: &Path) -> anyhow::Result<(String, bool)> {
+    let set = PolicySet::load(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let outcomes = fixtures::run_dir(&set, dir)?;
     Ok(report(&outcomes))
 }
@@ -123,15 +122,28 @@ fn guess_event(body: &[u8]) -> anyhow::Result<String> {
     .to_string())
 }
 
-/// `rollgate sweep --at TIME`: what the clock does at TIME, by hand. Fires the timers due by
-/// then and processes them (and anything else waiting) as the service would, with policies
-/// seeing TIME as `now`. With `dry_run`, only shows the due timers' decisions and changes
-/// nothing.
-pub async fn sweep(settings: &crate::config::Settings, at: chrono::DateTime<chrono::Utc>, dry_run: bool) -> anyhow::Result<String> {
+/// `rollgate sweep --at TIME`: what the clock does at TIME, by hand, as `serve` does every
+/// 30 s. Fires the timers due by then and processes them (and anything else waiting) with
+/// policies seeing TIME as `now`; then, with `jobs`, runs the periodic jobs due at TIME (the
+/// monthly metrics report, the week's decisions log, the Tuesday agenda), each once per
+/// period as `serve` would. Timers go first, so the issues filed see what they changed. With
+/// `dry_run`, only shows what the due timers and jobs would do and changes nothing. Returns
+/// the report and whether every job succeeded.
+pub async fn sweep(settings: &crate::config::Settings, at: chrono::DateTime<chrono::Utc>, dry_run: bool, jobs: bool) -> anyhow::Result<(String, bool)> {
     use crate::clock::{sweep, FixedClock};
     let store = crate::store::open(&settings.database_url).await?;
-    let set = PolicySet::load(&settings.policies, Arc::new(settings.calendar()?)).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let config = crate::app::policy_config(settings);
+    let set = PolicySet::load(&settings.policies).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config = crate::app::policy_config(settings)?;
+    // A dry run reads the store only: no tracker is reached.
+    let trackers = if dry_run { Default::default() } else { crate::app::build_trackers(settings).await?.0 };
+    let periodic = jobs.then(|| crate::clock::jobs::Jobs {
+        store: store.clone(),
+        calendar: config.calendar.clone(),
+        policies: settings.policies.clone(),
+        target: settings.reports_target.clone(),
+        trackers: trackers.clone(),
+        last_refresh: Default::default(),
+    });
     let mut out = String::new();
     if dry_run {
         let due = store.due_timers(at, 10_000).await?;
@@ -152,10 +164,15 @@ pub async fn sweep(settings: &crate::config::Settings, at: chrono::DateTime<chro
                 let _ = writeln!(out, "  would: {}", serde_json::to_string(e)?);
             }
         }
-        return Ok(out);
+        if let Some(periodic) = &periodic {
+            jobs_heading(&mut out, settings);
+            for line in periodic.preview(at).await? {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+        return Ok((out, true));
     }
     let clock = Arc::new(FixedClock::new(at));
-    let (trackers, _) = crate::app::build_trackers(settings).await?;
     let fired = sweep::fire_due(store.as_ref(), at).await?;
     let queue = crate::queue::Queue {
         store: store.clone(),
@@ -180,5 +197,31 @@ pub async fn sweep(settings: &crate::config::Settings, at: chrono::DateTime<chro
     for s in stuck {
         let _ = writeln!(out, "  waiting for a retry: {} {} ({}): {}", s.issue_key, s.kind, s.delivery, s.last_error);
     }
-    Ok(out)
+    let mut ok = true;
+    if let Some(periodic) = &periodic {
+        jobs_heading(&mut out, settings);
+        match periodic.run_due(at).await {
+            Ok(done) => {
+                for line in done {
+                    let _ = writeln!(out, "  {line}");
+                }
+            }
+            Err(e) => {
+                ok = false;
+                let _ = writeln!(out, "  failed: {e:#} (what was filed stays filed; the next sweep tries the rest again)");
+            }
+        }
+    }
+    Ok((out, ok))
+}
+
+fn jobs_heading(out: &mut String, settings: &crate::config::Settings) {
+    match &settings.reports_target {
+        Some(target) => {
+            let _ = writeln!(out, "periodic jobs (reports, decisions log, agenda in {target}):");
+        }
+        None => {
+            let _ = writeln!(out, "periodic jobs: none, ROLLGATE_REPORTS_TARGET is not set");
+        }
+    }
 }

@@ -40,7 +40,7 @@ async fn history_is_rebuilt_from_label_events_and_a_rerun_resumes() {
 
     let dir = tempfile::tempdir().unwrap();
     let store = rollgate::store::open(&format!("sqlite://{}", dir.path().join("b.db").display())).await.unwrap();
-    let set = PolicySet::load(&support::policies_dir(), Default::default()).unwrap();
+    let set = PolicySet::load(&support::policies_dir()).unwrap();
     let tracker = GithubTracker::new(&github.url, &Secret::new(TOKEN), RetryPolicy::default()).unwrap();
 
     // The first run stops at issue 2 (GitHub refuses its events): issue 1 is in, 2 is not.

@@ -1,4 +1,5 @@
-//! The command line an operator uses next to a running service: migrate, explain, replay.
+//! The command line an operator uses next to a running service: migrate, explain, replay,
+//! sweep, doctor.
 
 mod support;
 
@@ -107,6 +108,76 @@ async fn sweep_at_a_time_previews_then_fires_the_due_timers_once() {
     assert!(out.starts_with("0 timer(s) fired"), "{out}");
     let (ok, _, err) = sweep(&["--at", "next friday"]).await;
     assert!(!ok && err.contains("RFC 3339"), "{err}");
+    h.app.stop().await.unwrap();
+}
+
+/// `rollgate sweep --at` runs the clock as `serve` does: after the timers, the periodic jobs due
+/// at that time. Friday evening files the week's decisions log (and last month's report and
+/// the Tuesday agenda, also due), once: a second sweep at the same time files nothing again.
+#[tokio::test]
+async fn sweep_at_friday_evening_files_the_decisions_log_once() {
+    let h = Harness::start_with(|s| s.roles.pm = vec!["priya".into()]).await;
+    let dir = h.dir.path().to_path_buf();
+    h.github.seed(REPO, 60, &["type/enhancement"]);
+    let mut p = issue_event("issues.opened.json", 60, &["type/enhancement"], None);
+    p["issue"]["updated_at"] = json!("2027-01-05T10:00:00Z");
+    h.deliver("issues", "j-60", &p).await;
+    let mut c = issue_event("issue_comment.created.json", 60, &["type/enhancement"], None);
+    c["comment"]["body"] = json!("/decide accept sprint=2027-W02 dev-release=2027-01-12");
+    c["comment"]["user"] = json!({"login": "priya", "type": "User"});
+    c["comment"]["created_at"] = json!("2027-01-06T09:30:00Z");
+    c["comment"]["updated_at"] = json!("2027-01-06T09:30:00Z");
+    c["sender"] = json!({"login": "priya", "type": "User"});
+    h.deliver("issue_comment", "j-60-c", &c).await;
+    h.settle().await;
+
+    let sweep = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollgate"));
+        cmd.arg("sweep")
+            .args(args)
+            .current_dir(&dir)
+            .env_clear()
+            .env("ROLLGATE_DATABASE_URL", format!("sqlite://{}", dir.join("rollgate.db").display()))
+            .env("ROLLGATE_POLICIES", support::policies_dir())
+            .env("ROLLGATE_GITHUB_API_URL", &h.github.url)
+            .env("ROLLGATE_GITHUB_TOKEN", support::fake_github::TOKEN)
+            .env("ROLLGATE_ROLES_PM", "priya")
+            .env("ROLLGATE_REPORTS_TARGET", REPO);
+        async move {
+            let out = cmd.output().await.unwrap();
+            (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+        }
+    };
+    let titled = |title: &str| (1..=80u64).filter_map(|n| h.github.issue_opt(REPO, n)).filter(|i| i.title == title).collect::<Vec<_>>();
+    let friday_evening = "2027-01-08T18:00:00Z";
+
+    let (ok, out, err) = sweep(&["--at", friday_evening, "--dry-run"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("would file Decisions log — 2027-W01 in {REPO}")), "{out}");
+    assert!(out.contains("would file the 2026-12 metrics report") && out.contains("would file Tuesday sync — 2027-W01"), "{out}");
+    assert!(titled("Decisions log — 2027-W01").is_empty(), "a dry run files nothing");
+
+    let (ok, out, err) = sweep(&["--at", friday_evening]).await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("filed Decisions log — 2027-W01 as Codertocat/Hello-World#"), "{out}");
+    assert!(out.contains("filed the 2026-12 metrics report as") && out.contains("filed Tuesday sync — 2027-W01 as"), "{out}");
+    let log = titled("Decisions log — 2027-W01");
+    assert_eq!(log.len(), 1);
+    assert!(log[0].body.contains("| accept | @priya |") && log[0].body.contains("sprint: 2027-W02"), "{}", log[0].body);
+
+    let (ok, out, err) = sweep(&["--at", friday_evening]).await;
+    assert!(ok, "{out}{err}");
+    assert!(!out.contains("filed"), "nothing is filed twice: {out}");
+    assert_eq!(titled("Decisions log — 2027-W01").len(), 1);
+    assert_eq!(titled("Rollout metrics — 2026-12").len(), 1);
+    let (_, out, _) = sweep(&["--at", friday_evening, "--dry-run"]).await;
+    assert!(!out.contains("would file") && !out.contains("would update"), "{out}");
+
+    // --no-jobs: the timers only; the next week's log waits for `serve` (or a sweep with jobs).
+    let (ok, out, err) = sweep(&["--at", "2027-01-15T18:00:00Z", "--no-jobs"]).await;
+    assert!(ok, "{err}");
+    assert!(!out.contains("periodic jobs"), "{out}");
+    assert!(titled("Decisions log — 2027-W02").is_empty());
     h.app.stop().await.unwrap();
 }
 

@@ -297,3 +297,60 @@ async fn faults_and_pause() {
     assert_eq!(held.await.unwrap(), 200);
     assert_eq!(jira.held(), 0);
 }
+
+/// Search as each Jira answers it: Cloud (v3) refuses the removed `/search` with 410 and pages
+/// `/search/jql` by token, ids only unless `fields` asks; Data Center (v2) pages `/search` by
+/// `startAt` and has no `/search/jql`.
+#[tokio::test]
+async fn search_as_cloud_and_data_center_answer_it() {
+    let jira = FakeJira::start().await;
+    for n in 1..=45 {
+        jira.seed(&format!("OPS-{n}"), "Task", "Planning", if n % 3 == 0 { &["rollgate-report"] } else { &[] });
+    }
+    jira.seed("ELSE-1", "Task", "Planning", &["rollgate-report"]);
+    let jql = "jql=project%20%3D%20%22OPS%22%20ORDER%20BY%20created%20ASC";
+
+    let cloud = Api::new(&jira, "3");
+    let (s, gone) = cloud.get(&format!("/search?{jql}")).await;
+    assert_eq!(s, 410);
+    assert!(gone["errorMessages"][0].as_str().unwrap().contains("/rest/api/3/search/jql"), "{gone}");
+    let (s, ids) = cloud.get(&format!("/search/jql?{jql}&maxResults=5")).await;
+    assert_eq!(s, 200);
+    assert_eq!(ids["issues"][0], json!({ "id": jira.issue("OPS-1").id.to_string() }), "only ids without `fields`");
+    assert_eq!(ids["isLast"], false);
+    let mut keys = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let more = token.as_ref().map(|t| format!("&nextPageToken={t}")).unwrap_or_default();
+        let (s, page) = cloud.get(&format!("/search/jql?{jql}&fields=*navigable&maxResults=50{more}")).await;
+        assert_eq!(s, 200, "{page}");
+        let issues = page["issues"].as_array().unwrap();
+        assert!(issues.len() <= 40, "fewer than asked for when every field is: {}", issues.len());
+        assert!(issues.iter().all(|i| i["fields"]["status"]["name"] == "Planning"));
+        keys.extend(issues.iter().map(|i| i["key"].as_str().unwrap().to_string()));
+        match page["nextPageToken"].as_str() {
+            Some(t) => token = Some(t.to_string()),
+            None => {
+                assert_eq!(page["isLast"], true);
+                break;
+            }
+        }
+    }
+    assert_eq!(keys, (1..=45).map(|n| format!("OPS-{n}")).collect::<Vec<_>>(), "oldest first, every one once");
+    let labelled = "jql=project%20%3D%20%22OPS%22%20AND%20labels%20%3D%20%22rollgate-report%22%20ORDER%20BY%20created%20DESC";
+    let (_, page) = cloud.get(&format!("/search/jql?{labelled}&fields=summary")).await;
+    let issues = page["issues"].as_array().unwrap();
+    assert_eq!(issues.len(), 15);
+    assert_eq!(issues[0]["key"], "OPS-45", "newest first");
+    assert_eq!(issues[0]["fields"], json!({ "summary": "issue OPS-45" }), "only the fields asked for");
+    let (s, _) = cloud.get(&format!("/search/jql?{labelled}&fields=summary&nextPageToken=1.20")).await;
+    assert_eq!(s, 400, "a token belongs to its query");
+
+    let dc = Api::new(&jira, "2");
+    let (s, _) = dc.get(&format!("/search/jql?{jql}")).await;
+    assert_eq!(s, 404);
+    let (s, page) = dc.get(&format!("/search?{jql}&startAt=40&maxResults=50")).await;
+    assert_eq!(s, 200);
+    assert_eq!((page["total"].as_u64(), page["issues"].as_array().unwrap().len()), (Some(45), 5));
+    assert_eq!(page["issues"][0]["key"], "OPS-41");
+}

@@ -80,7 +80,7 @@ async fn roles_come_from_logins_and_team_slugs() {
 #[tokio::test]
 async fn setup_creates_the_playbooks_labels_and_puts_drift_right() {
     let github = FakeGithub::start().await;
-    let set = rollgate::policy::PolicySet::load(&support::policies_dir(), Default::default()).unwrap();
+    let set = rollgate::policy::PolicySet::load(&support::policies_dir()).unwrap();
     let specs = set.vocabulary.label_specs();
     assert!(specs.iter().any(|(n, c, d)| n == "lane/B" && c == "0e8a16" && d == "Playbook lane: B"));
     assert!(specs.iter().any(|(n, _, d)| n == "needs/demo" && d == "Playbook flag: needs-demo"));

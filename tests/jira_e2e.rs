@@ -298,7 +298,7 @@ async fn backfill_rebuilds_a_jira_projects_history_from_the_changelog() {
     for (from, to, day) in steps {
         j.jira.add_history("PROJ-8", &format!("2026-11-{day}T09:00:00.000+0000"), "acc-priya", &[("status", None, Some(from), Some(to))]);
     }
-    let set = rollgate::policy::PolicySet::load(&support::policies_dir(), Default::default()).unwrap();
+    let set = rollgate::policy::PolicySet::load(&support::policies_dir()).unwrap();
     let mut settings = Settings::default();
     settings.jira.base_url = Some(j.jira.url.clone());
     settings.jira.api_token = Some(Secret::new(TOKEN));

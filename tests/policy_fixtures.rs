@@ -13,7 +13,7 @@ fn pack() -> PathBuf {
 
 #[test]
 fn every_shipped_fixture_passes() {
-    let set = PolicySet::load(&pack(), Default::default()).unwrap();
+    let set = PolicySet::load(&pack()).unwrap();
     let outcomes = rollgate::policy::fixtures::run_dir(&set, &pack()).unwrap();
     let (report, ok) = rollgate::tools::report(&outcomes);
     assert!(ok, "{report}");
@@ -30,7 +30,7 @@ fn every_shipped_fixture_passes() {
 #[test]
 fn every_fixture_decides_the_same_on_jira_as_on_github() {
     use rollgate::policy::fixtures::{decide, As, Fixture};
-    let set = PolicySet::load(&pack(), Default::default()).unwrap();
+    let set = PolicySet::load(&pack()).unwrap();
     let mut compared = 0;
     for entry in std::fs::read_dir(pack().join("tests")).unwrap() {
         let path = entry.unwrap().path();
@@ -111,4 +111,63 @@ fn simulate_prints_the_decision_for_a_real_payload_without_a_tracker() {
     assert_eq!(json["decision"]["fields"]["lane"], "B");
     assert_eq!(json["effects"][0]["kind"], "add_labels");
     assert_eq!(json["effects"][0]["labels"], serde_json::json!(["lane/B", "rollout/1-direct", "status/planning"]));
+}
+
+/// Fixtures run on their own calendar (UTC unless they declare a zone), never the
+/// deployment's: `rollgate test` and `rollgate doctor` give the same verdict whatever
+/// ROLLGATE_TIMEZONE, work week and holidays the service runs with.
+#[test]
+fn the_deployments_calendar_never_changes_a_fixture_result() {
+    let db = tempfile::tempdir().unwrap();
+    for zone in ["Asia/Kolkata", "America/Los_Angeles"] {
+        let run = |args: &[&str]| {
+            let out = Command::new(env!("CARGO_BIN_EXE_rollgate"))
+                .args(args)
+                .env_clear()
+                .env("ROLLGATE_TIMEZONE", zone)
+                .env("ROLLGATE_WORKWEEK", "Sun,Mon,Tue,Wed,Thu")
+                .env("ROLLGATE_HOLIDAYS", "2026-11-25,2026-12-01")
+                .env("ROLLGATE_POLICIES", pack())
+                .env("ROLLGATE_DATABASE_URL", format!("sqlite://{}", db.path().join("d.db").display()))
+                .output()
+                .unwrap();
+            (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        };
+        let (ok, out) = run(&["test", pack().to_str().unwrap()]);
+        assert!(ok, "{zone}: {out}");
+        assert!(out.lines().last().unwrap().ends_with(" 0 failed"), "{zone}: {out}");
+        let (ok, out) = run(&["doctor"]);
+        assert!(ok, "{zone}: {out}");
+        let policies = out.lines().find(|l| l.contains("policies:")).unwrap_or_default();
+        assert!(policies.starts_with("ok") && policies.contains(" fixtures pass") && !policies.contains("see `rollgate test`"), "{zone}: {out}");
+    }
+}
+
+/// A fixture that declares its zone (or its holidays) is judged on that calendar, whatever
+/// the deployment's; a zone that is no IANA name fails the fixture and says why.
+#[test]
+fn a_fixture_runs_on_the_calendar_it_declares() {
+    use rollgate::policy::fixtures::run_file;
+    let dir = copy_pack();
+    let set = PolicySet::load(dir.path()).unwrap();
+    let zoned = dir.path().join("tests/r18-the-decision-week-is-the-teams-week.toml");
+    assert!(run_file(&set, &zoned).failures.is_empty(), "{:?}", run_file(&set, &zoned).failures);
+    // The same event in UTC is still Friday of the week before: the fixture's times are wrong there.
+    let text = std::fs::read_to_string(&zoned).unwrap();
+    std::fs::write(&zoned, text.replace("timezone = \"Asia/Kolkata\"", "timezone = \"UTC\"")).unwrap();
+    let failures = run_file(&set, &zoned).failures.join("\n");
+    assert!(failures.contains("decision-due = 2026-12-03T03:30:00Z, got Some(Some(2026-11-26T09:00:00Z))"), "{failures}");
+    std::fs::write(&zoned, text.replace("timezone = \"Asia/Kolkata\"", "timezone = \"Asia/Calcutta-ish\"")).unwrap();
+    let failures = run_file(&set, &zoned).failures.join("\n");
+    assert!(failures.contains("timezone \"Asia/Calcutta-ish\" is not an IANA zone name"), "{failures}");
+    // Where fixtures first wrote it, [config] timezone means the same.
+    std::fs::write(&zoned, text.replace("timezone = \"Asia/Kolkata\"", "").replace("[issue]", "[config]\ntimezone = \"Asia/Kolkata\"\n[issue]")).unwrap();
+    assert!(run_file(&set, &zoned).failures.is_empty(), "{:?}", run_file(&set, &zoned).failures);
+
+    let holiday = dir.path().join("tests/r16-sla-timers-skip-the-teams-holidays.toml");
+    assert!(run_file(&set, &holiday).failures.is_empty(), "{:?}", run_file(&set, &holiday).failures);
+    let text = std::fs::read_to_string(&holiday).unwrap();
+    std::fs::write(&holiday, text.replace("holidays = [\"2026-11-26\"]", "holidays = []")).unwrap();
+    let failures = run_file(&set, &holiday).failures.join("\n");
+    assert!(failures.contains("artifact-release-note = 2026-11-27T09:00:00Z, got Some(Some(2026-11-26T09:00:00Z))"), "{failures}");
 }

@@ -93,3 +93,37 @@ async fn admin_routes_are_off_without_a_token() {
     assert_eq!(r.status(), 404);
     h.app.stop().await.unwrap();
 }
+
+/// Fixtures run on their own calendar, not the deployment's: under a non-UTC
+/// ROLLGATE_TIMEZONE (and a work week and holidays of its own) a good change is accepted,
+/// while the service itself keeps deciding in its zone.
+#[tokio::test]
+async fn a_reload_under_a_non_utc_zone_is_accepted() {
+    let pack = tempfile::tempdir().unwrap();
+    support::copy_dir(&support::policies_dir(), pack.path());
+    let dir = pack.path().to_path_buf();
+    let h = Harness::start_with(move |s| {
+        s.policies = dir;
+        s.timezone = chrono_tz::America::Los_Angeles;
+        s.workweek = ["Sun", "Mon", "Tue", "Wed", "Thu"].map(String::from).to_vec();
+        s.holidays = vec!["2026-11-26".into()];
+        s.admin_token = Some(rollgate::config::Secret::new("admin-secret"));
+    })
+    .await;
+    assert_eq!(lane_of_new_bug(&h, 1).await, vec!["lane/B"]);
+    let v1 = readyz(&h).await["policy_version"].as_str().unwrap().to_string();
+
+    edit(&pack.path().join("playbook.toml"), "bug = \"B\"", "bug = \"A\"");
+    edit(&pack.path().join("tests/r01-bug-goes-to-lane-b.toml"), "\"lane/B\"", "\"lane/A\"");
+    edit(&pack.path().join("tests/r04-confused-client-risk-bumps-the-default.toml"), "\"lane/B\"", "\"lane/A\"");
+    // Whichever comes first, the file watcher or this request, the new set is accepted.
+    let r = h.http.post(format!("{}/admin/reload", h.url())).bearer_auth("admin-secret").send().await.unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let r = readyz(&h).await;
+    assert!(r["policy_reload_error"].is_null(), "{r}");
+    assert_ne!(r["policy_version"], v1.as_str(), "{r}");
+    assert_eq!(lane_of_new_bug(&h, 2).await, vec!["lane/A"]);
+    h.app.stop().await.unwrap();
+}

@@ -9,7 +9,7 @@ use crate::process::Trackers;
 use crate::report::{self, weekly, Month};
 use crate::store::Store;
 use crate::tracker::guard::{with_priority, Priority};
-use chrono::{DateTime, Datelike, Utc, Weekday};
+use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,6 +30,31 @@ pub struct Jobs {
     pub last_refresh: Mutex<Option<Instant>>,
 }
 
+/// A weekly issue, filed once per ISO week and edited in place while its week runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Weekly {
+    DecisionsLog,
+    TuesdayAgenda,
+}
+
+impl Weekly {
+    fn job(self) -> &'static str {
+        match self {
+            Weekly::DecisionsLog => "decisions-log",
+            Weekly::TuesdayAgenda => "tuesday-agenda",
+        }
+    }
+}
+
+/// What is due at a time, oldest first: what `run_due` works on and `preview` describes.
+struct Due {
+    /// Every month since the last report filed (after downtime), else just last month.
+    months: Vec<Month>,
+    /// Weekly issues, each with a day of its week: decisions logs of weeks missed during
+    /// downtime, then this week's log, then this week's agenda from Tuesday morning.
+    weeks: Vec<(Weekly, NaiveDate)>,
+}
+
 impl Jobs {
     /// Runs what is due at `now`; returns what it filed or updated. Reports are background
     /// work for the write budget: people's events go first.
@@ -37,12 +62,33 @@ impl Jobs {
         with_priority(Priority::Background, self.run_due_now(now)).await
     }
 
-    async fn run_due_now(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<String>> {
-        let Some(target) = self.target.clone() else { return Ok(Vec::new()) };
-        let mut done = Vec::new();
+    /// What `run_due` would file or update at `now`, changing nothing (`rollgate sweep
+    /// --dry-run`). A weekly issue whose text would not change is left out.
+    pub async fn preview(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<String>> {
+        let Some(target) = self.target.as_deref() else { return Ok(Vec::new()) };
+        let due = self.due(now).await?;
+        let mut out = Vec::new();
+        for month in due.months {
+            if self.store.job_result("metrics-report", &month.to_string()).await?.is_none() {
+                out.push(format!("would file the {month} metrics report in {target}"));
+            }
+        }
+        for (weekly, day) in due.weeks {
+            let (title, body) = self.weekly_text(weekly, day).await?;
+            match self.store.job_result(weekly.job(), &weekly::iso_week(day)).await? {
+                None => out.push(format!("would file {title} in {target}")),
+                Some(filed) => match filed.split_once(' ') {
+                    Some((key, hash)) if hash != body_hash(&body) => out.push(format!("would update {title} ({key})")),
+                    _ => {}
+                },
+            }
+        }
+        Ok(out)
+    }
+
+    async fn due(&self, now: DateTime<Utc>) -> anyhow::Result<Due> {
         let today = self.calendar.local_date(now);
         let last_month = Month::of(today).prev();
-        // Every month since the last report filed (after downtime), else just last month.
         let mut months = vec![last_month];
         if let Some(last) = self.store.last_period("metrics-report").await?.and_then(|p| p.parse::<Month>().ok()) {
             months.clear();
@@ -52,7 +98,37 @@ impl Jobs {
                 m = m.next();
             }
         }
-        for month in months {
+        let this_monday = weekly::monday(today);
+        let mut weeks = Vec::new();
+        if let Some(last) = self.store.last_period("decisions-log").await? {
+            let mut monday = this_monday - chrono::Duration::weeks(CATCH_UP as i64);
+            while monday < this_monday {
+                if weekly::iso_week(monday) > last {
+                    weeks.push((Weekly::DecisionsLog, monday));
+                }
+                monday += chrono::Duration::weeks(1);
+            }
+        }
+        weeks.push((Weekly::DecisionsLog, today));
+        let tuesday_morning = self.calendar.at_local(this_monday + chrono::Duration::days(1), chrono::NaiveTime::from_hms_opt(9, 0, 0).expect("09:00"));
+        if today.weekday() != Weekday::Mon && now >= tuesday_morning {
+            weeks.push((Weekly::TuesdayAgenda, today));
+        }
+        Ok(Due { months, weeks })
+    }
+
+    async fn weekly_text(&self, weekly: Weekly, day: NaiveDate) -> anyhow::Result<(String, String)> {
+        match weekly {
+            Weekly::DecisionsLog => weekly::decisions_log(self.store.as_ref(), &self.calendar, day).await,
+            Weekly::TuesdayAgenda => weekly::tuesday_agenda(self.store.as_ref(), &self.calendar, day).await,
+        }
+    }
+
+    async fn run_due_now(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<String>> {
+        let Some(target) = self.target.clone() else { return Ok(Vec::new()) };
+        let due = self.due(now).await?;
+        let mut done = Vec::new();
+        for month in due.months {
             done.extend(self.monthly(&target, month, now).await?);
         }
         {
@@ -62,26 +138,9 @@ impl Jobs {
             }
             *last = Some(Instant::now());
         }
-        // Decisions logs of weeks missed during downtime, then this week's (kept up to date).
-        let this_monday = weekly::monday(today);
-        if let Some(last) = self.store.last_period("decisions-log").await? {
-            let mut monday = this_monday - chrono::Duration::weeks(CATCH_UP as i64);
-            while monday < this_monday {
-                let week = weekly::iso_week(monday);
-                if week > last {
-                    let (title, body) = weekly::decisions_log(self.store.as_ref(), &self.calendar, monday).await?;
-                    done.extend(self.keep_weekly("decisions-log", &week, &target, &title, &body, now).await?);
-                }
-                monday += chrono::Duration::weeks(1);
-            }
-        }
-        let week = weekly::iso_week(today);
-        let (title, body) = weekly::decisions_log(self.store.as_ref(), &self.calendar, today).await?;
-        done.extend(self.keep_weekly("decisions-log", &week, &target, &title, &body, now).await?);
-        let tuesday_morning = self.calendar.at_local(weekly::monday(today) + chrono::Duration::days(1), chrono::NaiveTime::from_hms_opt(9, 0, 0).expect("09:00"));
-        if today.weekday() != Weekday::Mon && now >= tuesday_morning {
-            let (title, body) = weekly::tuesday_agenda(self.store.as_ref(), &self.calendar, today).await?;
-            done.extend(self.keep_weekly("tuesday-agenda", &week, &target, &title, &body, now).await?);
+        for (weekly, day) in due.weeks {
+            let (title, body) = self.weekly_text(weekly, day).await?;
+            done.extend(self.keep_weekly(weekly.job(), &weekly::iso_week(day), &target, &title, &body, now).await?);
         }
         Ok(done)
     }

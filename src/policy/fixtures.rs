@@ -2,8 +2,15 @@
 //! history and `now`; the runner evaluates the pack and plans the effects exactly as the
 //! worker would (no tracker, no database) and compares labels, comments, blocks, records and
 //! the open state with what the fixture expects.
+//!
+//! A fixture runs on its own calendar: UTC, Monday to Friday and no holidays unless it
+//! declares `timezone` or `[calendar]`. The deployment's zone, work week and holidays never
+//! apply, so a pack's fixtures give the same verdict on every deployment (`rollgate test`,
+//! `doctor` and the reload gate all run them), and a fixture's expected times are read in the
+//! zone written next to them.
 
 use super::{PolicyConfig, PolicyRoles, PolicySet};
+use crate::clock::Calendar;
 use crate::model::{Actor, CommentId, CommentRef, DeliveryId, Event, IssueKey, IssueSnapshot, StatedChange};
 use crate::process::facts::Me;
 use crate::plan::{self, Effect};
@@ -14,12 +21,19 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fixture {
     pub name: String,
     pub now: DateTime<Utc>,
+    /// The IANA zone the fixture's dates live in; UTC when absent.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// The fixture's work week and holidays; Monday to Friday without holidays when absent.
+    #[serde(default)]
+    pub calendar: FixtureCalendar,
     pub issue: FixtureIssue,
     /// The issue before the event; absent means rollgate sees the issue for the first time.
     pub before: Option<FixtureState>,
@@ -89,11 +103,23 @@ pub struct FixtureHistory {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct FixtureCalendar {
+    /// Day names, as `[calendar] workweek` in rollgate.toml.
+    #[serde(default)]
+    pub workweek: Vec<String>,
+    /// `YYYY-MM-DD` dates.
+    #[serde(default)]
+    pub holidays: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FixtureConfig {
     #[serde(default)]
     pub pm: Vec<String>,
     #[serde(default)]
     pub qa_lead: Vec<String>,
+    /// The same as the top-level `timezone` (where fixtures first wrote it).
     #[serde(default)]
     pub timezone: Option<String>,
     /// The actor's roles as the configuration would resolve them (team membership included).
@@ -126,6 +152,19 @@ pub struct Expect {
     /// Timers the decision sets (purpose = RFC 3339 time) or cancels (purpose = "cancel").
     #[serde(default)]
     pub timers: BTreeMap<String, String>,
+}
+
+impl Fixture {
+    /// The calendar this fixture runs on, built from the fixture alone.
+    pub fn calendar(&self) -> Result<Calendar, String> {
+        let zone = match (&self.timezone, &self.config.timezone) {
+            (Some(a), Some(b)) if a != b => return Err(format!("timezone {a:?} and [config] timezone {b:?} disagree: keep one")),
+            (Some(zone), _) | (None, Some(zone)) => zone.as_str(),
+            (None, None) => "UTC",
+        };
+        let tz: chrono_tz::Tz = zone.parse().map_err(|_| format!("timezone {zone:?} is not an IANA zone name such as Asia/Kolkata"))?;
+        Calendar::new(tz, &self.calendar.workweek, &self.calendar.holidays).map_err(|e| format!("[calendar]: {e:#}"))
+    }
 }
 
 fn yes() -> bool {
@@ -278,7 +317,7 @@ pub fn decide(policies: &PolicySet, f: &Fixture, on: As) -> Result<(crate::polic
     let mut prepared = Prepared::new(policies, &event, &changes, stored.as_ref(), &bot_comments, &me);
     let config = PolicyConfig {
         roles: PolicyRoles { pm: f.config.pm.clone(), qa_lead: f.config.qa_lead.clone() },
-        timezone: f.config.timezone.clone().unwrap_or_else(|| "UTC".into()),
+        calendar: Arc::new(f.calendar()?),
     };
     prepared.facts.roles = f.config.actor_roles.clone().unwrap_or_else(|| config.roles.of_login(&f.event.actor));
     let mut history: Vec<HistoryEntry> = f

@@ -1,8 +1,9 @@
-//! Host functions policies may call. They are pure (no I/O at call time): the calendar and the
-//! templates were loaded with the policy set.
+//! Host functions policies may call. They are pure (no I/O at call time): the templates were
+//! loaded with the policy set, and the calendar comes with each evaluation (`PolicyConfig`),
+//! so one compiled set serves the deployment's zone and every fixture's own.
 
 use crate::clock::calendar::{parse_date, Calendar};
-use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString, Map};
+use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString, Map, NativeCallContext};
 use std::sync::Arc;
 
 type Result<T> = std::result::Result<T, Box<EvalAltResult>>;
@@ -17,26 +18,31 @@ fn instant(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
         .map_err(|_| format!("{s:?} is not an RFC 3339 time").into())
 }
 
-pub fn register(engine: &mut Engine, calendar: Arc<Calendar>, templates: Arc<minijinja::Environment<'static>>) {
-    let cal = calendar.clone();
-    engine.register_fn("local_date", move |t: ImmutableString| -> Result<String> {
-        Ok(cal.local_date(instant(&t)?).to_string())
+/// The calendar of the evaluation this call is part of (the tag `PolicySet::evaluate` sets).
+/// Top-level statements run once at load, outside any evaluation, and have none.
+fn calendar(ctx: &NativeCallContext) -> Result<Arc<Calendar>> {
+    ctx.tag()
+        .and_then(|tag| tag.read_lock::<Arc<Calendar>>().map(|c| c.clone()))
+        .ok_or_else(|| format!("{}: dates are known inside `decide` only (the calendar comes with each event)", ctx.fn_name()).into())
+}
+
+pub fn register(engine: &mut Engine, templates: Arc<minijinja::Environment<'static>>) {
+    engine.register_fn("local_date", |ctx: NativeCallContext, t: ImmutableString| -> Result<String> {
+        Ok(calendar(&ctx)?.local_date(instant(&t)?).to_string())
     });
-    let cal = calendar.clone();
-    engine.register_fn("add_business_days", move |d: ImmutableString, n: i64| -> Result<String> {
-        Ok(cal.add_business_days(date(&d)?, n).to_string())
+    engine.register_fn("add_business_days", |ctx: NativeCallContext, d: ImmutableString, n: i64| -> Result<String> {
+        Ok(calendar(&ctx)?.add_business_days(date(&d)?, n).to_string())
     });
-    let cal = calendar.clone();
-    engine.register_fn("business_days_between", move |a: ImmutableString, b: ImmutableString| -> Result<i64> {
-        Ok(cal.business_days_between(date(&a)?, date(&b)?))
+    engine.register_fn("business_days_between", |ctx: NativeCallContext, a: ImmutableString, b: ImmutableString| -> Result<i64> {
+        Ok(calendar(&ctx)?.business_days_between(date(&a)?, date(&b)?))
     });
-    let cal = calendar.clone();
-    engine.register_fn("is_business_day", move |d: ImmutableString| -> Result<bool> { Ok(cal.is_business_day(date(&d)?)) });
-    let cal = calendar.clone();
+    engine.register_fn("is_business_day", |ctx: NativeCallContext, d: ImmutableString| -> Result<bool> {
+        Ok(calendar(&ctx)?.is_business_day(date(&d)?))
+    });
     // A local wall-clock time on a date, as an instant: timers are set with this.
-    engine.register_fn("at_time", move |d: ImmutableString, hhmm: ImmutableString| -> Result<String> {
+    engine.register_fn("at_time", |ctx: NativeCallContext, d: ImmutableString, hhmm: ImmutableString| -> Result<String> {
         let time = chrono::NaiveTime::parse_from_str(&hhmm, "%H:%M").map_err(|_| format!("{hhmm:?} is not HH:MM"))?;
-        Ok(cal.at_local(date(&d)?, time).to_rfc3339())
+        Ok(calendar(&ctx)?.at_local(date(&d)?, time).to_rfc3339())
     });
     engine.register_fn("add_days", |d: ImmutableString, n: i64| -> Result<String> {
         Ok((date(&d)? + chrono::Duration::days(n)).to_string())

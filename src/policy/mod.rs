@@ -57,11 +57,19 @@ pub struct EvalError {
     pub message: String,
 }
 
-/// Configuration a policy may read (`ctx.config`).
+/// The configuration an evaluation runs with: what a policy may read (`ctx.config`) and the
+/// business-day calendar its date functions use. The worker passes the deployment's; a
+/// fixture passes its own, so `ROLLGATE_TIMEZONE` never changes a fixture's result.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PolicyConfig {
     pub roles: PolicyRoles,
-    pub timezone: String,
+    /// Shown to policies as `ctx.config.timezone`, the zone's IANA name.
+    #[serde(rename = "timezone", serialize_with = "zone_name")]
+    pub calendar: Arc<Calendar>,
+}
+
+fn zone_name<S: serde::Serializer>(calendar: &Arc<Calendar>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(calendar.tz.name())
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -214,8 +222,9 @@ fn load_templates(dir: &Path) -> Result<minijinja::Environment<'static>, PolicyE
 
 impl PolicySet {
     /// Loads and compiles a policy folder: `vocabulary.toml`, optional `playbook.toml` and
-    /// `templates/*.md`, and `rules/*.rhai` in file-name order.
-    pub fn load(dir: &Path, calendar: Arc<Calendar>) -> Result<Arc<PolicySet>, PolicyError> {
+    /// `templates/*.md`, and `rules/*.rhai` in file-name order. The set holds no calendar:
+    /// each evaluation brings one (`PolicyConfig`).
+    pub fn load(dir: &Path) -> Result<Arc<PolicySet>, PolicyError> {
         let vocab_path = dir.join("vocabulary.toml");
         let vocabulary = Vocabulary::parse(&read(&vocab_path)?).map_err(|e| PolicyError::Invalid {
             file: vocab_path.display().to_string(),
@@ -224,7 +233,7 @@ impl PolicySet {
 
         let mut engine = sandboxed_engine();
         let templates = Arc::new(load_templates(dir)?);
-        host::register(&mut engine, calendar, templates);
+        host::register(&mut engine, templates);
 
         let mut commands = Vec::new();
         let playbook_path = dir.join("playbook.toml");
@@ -325,7 +334,8 @@ impl PolicySet {
         let mut decision = Decision::default();
         for rule in &self.rules {
             let fail = |message: String| EvalError { rule: rule.name.clone(), message };
-            let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
+            // The date functions read the calendar from the call's tag (see `host`).
+            let options = CallFnOptions::new().eval_ast(false).rewind_scope(true).with_tag(input.config.calendar.clone());
             let value: Dynamic = self
                 .engine
                 .call_fn_with_options(

@@ -4,7 +4,6 @@
 //! Events in flight keep the set they started with (they hold its `Arc`).
 
 use super::{fixtures, PolicyHandle, PolicySet};
-use crate::clock::Calendar;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -24,7 +23,6 @@ pub struct ReloadStatus {
 
 pub struct Reloader {
     dir: PathBuf,
-    calendar: Arc<Calendar>,
     handle: PolicyHandle,
     status: Mutex<ReloadStatus>,
     /// One reload at a time, whoever asks.
@@ -39,19 +37,20 @@ pub enum Reloaded {
 }
 
 impl Reloader {
-    pub fn new(dir: PathBuf, calendar: Arc<Calendar>, handle: PolicyHandle) -> Arc<Self> {
-        Arc::new(Reloader { dir, calendar, handle, status: Mutex::default(), running: tokio::sync::Mutex::new(()) })
+    pub fn new(dir: PathBuf, handle: PolicyHandle) -> Arc<Self> {
+        Arc::new(Reloader { dir, handle, status: Mutex::default(), running: tokio::sync::Mutex::new(()) })
     }
 
     pub fn status(&self) -> ReloadStatus {
         self.status.lock().expect("reload status").clone()
     }
 
-    /// Loads the folder, runs its fixtures, and swaps it in only if both succeed.
+    /// Loads the folder, runs its fixtures (each on its own calendar, never the deployment's),
+    /// and swaps it in only if both succeed.
     pub async fn reload(&self, why: &str) -> Result<Reloaded, String> {
         let _one = self.running.lock().await;
-        let (dir, calendar) = (self.dir.clone(), self.calendar.clone());
-        let loaded = tokio::task::spawn_blocking(move || candidate(&dir, calendar))
+        let dir = self.dir.clone();
+        let loaded = tokio::task::spawn_blocking(move || candidate(&dir))
             .await
             .map_err(|e| format!("reload task failed: {e}"))
             .and_then(|r| r);
@@ -104,8 +103,8 @@ impl Reloader {
     }
 }
 
-fn candidate(dir: &Path, calendar: Arc<Calendar>) -> Result<Arc<PolicySet>, String> {
-    let set = PolicySet::load(dir, calendar).map_err(|e| e.to_string())?;
+fn candidate(dir: &Path) -> Result<Arc<PolicySet>, String> {
+    let set = PolicySet::load(dir).map_err(|e| e.to_string())?;
     let outcomes = fixtures::run_dir(&set, dir).map_err(|e| format!("reading fixtures: {e}"))?;
     let failed: Vec<_> = outcomes.iter().filter(|o| !o.failures.is_empty()).collect();
     if !failed.is_empty() {

@@ -50,6 +50,10 @@ fn event() -> Event {
 }
 
 fn run(set: &PolicySet) -> Result<Decision, EvalError> {
+    run_with(set, &PolicyConfig::default())
+}
+
+fn run_with(set: &PolicySet, config: &PolicyConfig) -> Result<Decision, EvalError> {
     let e = event();
     let n = Normalized::default();
     let facts = EventFacts::default();
@@ -62,7 +66,7 @@ fn run(set: &PolicySet) -> Result<Decision, EvalError> {
         first_seen: true,
         history: &[],
         recent: &[],
-        config: &PolicyConfig::default(),
+        config,
         now: Utc::now(),
     })
 }
@@ -73,7 +77,7 @@ fn rules_run_in_order_and_see_what_earlier_rules_decided() {
         ("10-a.rhai", "fn decide(issue, event, ctx) { #{ set: #{ lane: \"B\" }, why: \"first\" } }"),
         ("20-b.rhai", "fn decide(issue, event, ctx) { if issue.fields.lane == \"B\" { #{ flags: #{ hot: true }, why: \"saw B\" } } }"),
     ]);
-    let d = run(&PolicySet::load(dir.path(), Default::default()).unwrap()).unwrap();
+    let d = run(&PolicySet::load(dir.path()).unwrap()).unwrap();
     assert_eq!(d.fields["lane"], Some("B".into()));
     assert_eq!(d.flags["hot"], true);
     assert_eq!(d.why, vec!["10-a: first", "20-b: saw B"]);
@@ -90,7 +94,7 @@ fn an_endless_loop_deep_recursion_and_huge_allocations_are_stopped() {
     ];
     for (name, body, needle) in cases {
         let dir = folder(&[("10-x.rhai", body)]);
-        let err = run(&PolicySet::load(dir.path(), Default::default()).unwrap()).expect_err(name);
+        let err = run(&PolicySet::load(dir.path()).unwrap()).expect_err(name);
         assert_eq!(err.rule, "10-x");
         assert!(err.message.to_lowercase().contains(needle), "{name}: {}", err.message);
     }
@@ -99,16 +103,16 @@ fn an_endless_loop_deep_recursion_and_huge_allocations_are_stopped() {
 #[test]
 fn policies_cannot_import_files_or_eval() {
     let dir = folder(&[("10-x.rhai", "fn decide(issue, event, ctx) { eval(\"1\") }")]);
-    assert!(PolicySet::load(dir.path(), Default::default()).is_err());
+    assert!(PolicySet::load(dir.path()).is_err());
     let dir = folder(&[("10-x.rhai", "import \"/etc/passwd\" as p;\nfn decide(issue, event, ctx) { }")]);
-    let err = PolicySet::load(dir.path(), Default::default()).unwrap_err().to_string();
+    let err = PolicySet::load(dir.path()).unwrap_err().to_string();
     assert!(err.contains("10-x.rhai"), "{err}");
 }
 
 #[test]
 fn compile_errors_name_file_line_and_column_with_the_source_line() {
     let dir = folder(&[("10-x.rhai", "fn decide(issue, event, ctx) {\n    let x = ;\n}\n")]);
-    let err = PolicySet::load(dir.path(), Default::default()).unwrap_err().to_string();
+    let err = PolicySet::load(dir.path()).unwrap_err().to_string();
     assert!(err.contains("10-x.rhai:2:"), "{err}");
     assert!(err.contains("let x = ;"), "{err}");
 }
@@ -116,26 +120,47 @@ fn compile_errors_name_file_line_and_column_with_the_source_line() {
 #[test]
 fn a_rule_without_the_hook_or_returning_nonsense_is_refused() {
     let dir = folder(&[("10-x.rhai", "fn other(a) { }")]);
-    assert!(PolicySet::load(dir.path(), Default::default()).unwrap_err().to_string().contains("fn decide"));
+    assert!(PolicySet::load(dir.path()).unwrap_err().to_string().contains("fn decide"));
     let dir = folder(&[("10-x.rhai", "fn decide(issue, event, ctx) { #{ sets: #{} } }")]);
-    assert!(run(&PolicySet::load(dir.path(), Default::default()).unwrap()).unwrap_err().message.contains("unknown key `sets`"));
+    assert!(run(&PolicySet::load(dir.path()).unwrap()).unwrap_err().message.contains("unknown key `sets`"));
     let dir = folder(&[("10-x.rhai", "fn decide(issue, event, ctx) { #{ set: #{ lane: \"Z\" } } }")]);
-    assert!(run(&PolicySet::load(dir.path(), Default::default()).unwrap()).unwrap_err().message.contains("not a value of lane"));
+    assert!(run(&PolicySet::load(dir.path()).unwrap()).unwrap_err().message.contains("not a value of lane"));
 }
 
 #[test]
 fn the_version_changes_with_any_policy_file() {
     let dir = folder(&[("10-a.rhai", "fn decide(issue, event, ctx) { }")]);
-    let v1 = PolicySet::load(dir.path(), Default::default()).unwrap().version.clone();
-    assert_eq!(PolicySet::load(dir.path(), Default::default()).unwrap().version, v1);
+    let v1 = PolicySet::load(dir.path()).unwrap().version.clone();
+    assert_eq!(PolicySet::load(dir.path()).unwrap().version, v1);
     std::fs::write(dir.path().join("rules/10-a.rhai"), "fn decide(issue, event, ctx) { () }").unwrap();
-    assert_ne!(PolicySet::load(dir.path(), Default::default()).unwrap().version, v1);
+    assert_ne!(PolicySet::load(dir.path()).unwrap().version, v1);
 }
 
 #[test]
 fn the_shipped_pack_loads() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    if let Err(e) = PolicySet::load(&dir, Default::default()) {
+    if let Err(e) = PolicySet::load(&dir) {
         panic!("{e}");
     }
+}
+
+/// One compiled set, two calendars: the date functions and `ctx.config.timezone` follow the
+/// calendar each evaluation brings, which is how fixtures run on their own while the service
+/// runs on the deployment's.
+#[test]
+fn date_functions_use_the_calendar_of_each_evaluation() {
+    let dir = folder(&[(
+        "10-x.rhai",
+        "fn decide(issue, event, ctx) { #{ why: [local_date(\"2026-11-23T20:00:00Z\"), at_time(\"2026-11-24\", \"09:00\"), ctx.config.timezone] } }",
+    )]);
+    let set = PolicySet::load(dir.path()).unwrap();
+    let kolkata = PolicyConfig { calendar: std::sync::Arc::new(Calendar::new(chrono_tz::Asia::Kolkata, &[], &[]).unwrap()), ..Default::default() };
+    assert_eq!(run(&set).unwrap().why, ["10-x: 2026-11-23", "10-x: 2026-11-24T09:00:00+00:00", "10-x: UTC"]);
+    assert_eq!(run_with(&set, &kolkata).unwrap().why, ["10-x: 2026-11-24", "10-x: 2026-11-24T03:30:00+00:00", "10-x: Asia/Kolkata"]);
+    assert_eq!(run(&set).unwrap().why[0], "10-x: 2026-11-23", "no calendar stays behind in the set");
+
+    // Outside an evaluation there is no calendar: a top-level date call refuses the folder.
+    let dir = folder(&[("10-x.rhai", "let today = local_date(\"2026-11-23T20:00:00Z\");\nfn decide(issue, event, ctx) { }")]);
+    let err = PolicySet::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("dates are known inside `decide` only"), "{err}");
 }

@@ -4,6 +4,9 @@
 //! property (`rollgate` = {"tag": ...}) and is shown to the engine as the usual marker.
 
 pub mod markup;
+mod search;
+
+pub use search::SearchPage;
 
 use super::retry::{Answer, RetryPolicy};
 use super::{Comment, FieldUpdate, Tracker, TrackerError, TrackerResult};
@@ -162,20 +165,16 @@ pub(crate) struct PastChange {
 }
 
 impl JiraTracker {
-    /// One page (50) of a project's issues, oldest first; `None` past the last.
-    pub(crate) async fn list_issues(&self, project: &str, start: usize) -> TrackerResult<Option<Vec<IssueSnapshot>>> {
-        #[derive(Deserialize)]
-        struct Page {
-            issues: Vec<RawIssue>,
-        }
-        let jql = format!("project = \"{project}\" ORDER BY created ASC");
-        let path = format!("/search?jql={}&startAt={start}&maxResults=50", percent_encoding::utf8_percent_encode(&jql, percent_encoding::NON_ALPHANUMERIC));
-        let page: Page = parse("search", &self.call(Method::GET, &path, None).await?)?;
-        if page.issues.is_empty() {
+    /// The next page of a project's issues, oldest first (up to 50, as Jira pages them);
+    /// `None` past the last. Start with `SearchPage::default()`.
+    pub(crate) async fn list_issues(&self, project: &str, page: &mut SearchPage) -> TrackerResult<Option<Vec<IssueSnapshot>>> {
+        let jql = format!("project = {} ORDER BY created ASC", search::jql_string(project));
+        // What Jira's search returned by default before Cloud's new endpoint returned ids only.
+        let Some(found) = self.search::<RawIssue>(&jql, "*navigable", 50, page).await? else {
             return Ok(None);
-        }
+        };
         let mut out = Vec::new();
-        for raw in page.issues {
+        for raw in found {
             out.push(snapshot(raw, &self.fields, Utc::now()).map_err(|e| TrackerError::Rejected(e.to_string()))?);
         }
         Ok(Some(out))
@@ -380,11 +379,9 @@ impl Tracker for JiraTracker {
         Ok(false)
     }
 
+    /// Reads every page of the project's issues with the label, newest first, until one has
+    /// the title: the issue may be older than the first page.
     async fn find_issue(&self, project: &str, title: &str, label: &str) -> TrackerResult<Option<IssueKey>> {
-        #[derive(Deserialize)]
-        struct Page {
-            issues: Vec<Found>,
-        }
         #[derive(Deserialize)]
         struct Found {
             key: String,
@@ -395,18 +392,14 @@ impl Tracker for JiraTracker {
             #[serde(default)]
             summary: String,
         }
-        // JQL string literals: backslash and double quote are escaped.
-        let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-        let jql = format!("project = \"{}\" AND labels = \"{}\" ORDER BY created DESC", quote(project), quote(label));
-        let path = format!(
-            "/search?jql={}&maxResults=100&fields=summary",
-            percent_encoding::utf8_percent_encode(&jql, percent_encoding::NON_ALPHANUMERIC)
-        );
-        let page: Page = parse("search", &self.call(Method::GET, &path, None).await?)?;
-        match page.issues.into_iter().find(|i| i.fields.summary == title) {
-            Some(found) => Ok(Some(found.key.parse().map_err(|e: crate::model::BadIssueKey| TrackerError::Rejected(e.to_string()))?)),
-            None => Ok(None),
+        let jql = format!("project = {} AND labels = {} ORDER BY created DESC", search::jql_string(project), search::jql_string(label));
+        let mut page = SearchPage::default();
+        while let Some(issues) = self.search::<Found>(&jql, "summary", 100, &mut page).await? {
+            if let Some(found) = issues.into_iter().find(|i| i.fields.summary == title) {
+                return Ok(Some(found.key.parse().map_err(|e: crate::model::BadIssueKey| TrackerError::Rejected(e.to_string()))?));
+            }
         }
+        Ok(None)
     }
 
     async fn create_issue(&self, project: &str, title: &str, body: &str, labels: &[String]) -> TrackerResult<IssueKey> {
