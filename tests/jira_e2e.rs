@@ -6,22 +6,16 @@ mod support;
 use rollgate::config::{Secret, Settings};
 use rollgate::ingest::signature::sign;
 use serde_json::{json, Value};
-use support::fake_github::FakeGithub;
 use support::fake_jira::{FakeJira, BOT_ACCOUNT, EMAIL, TOKEN};
-
-const SECRET: &str = "jira-secret";
-const PM: &str = "acc-priya";
-const LANE: &str = "customfield_10101";
-const ROLLOUT: &str = "customfield_10102";
-const SCOPE: &str = "customfield_10103";
-const DECISION: &str = "customfield_10104";
-const CLIENTS: &str = "customfield_10105";
+use support::jira_loop::{CLIENTS, LANE, PM, ROLLOUT, SCOPE, SECRET};
 
 fn fixture(name: &str) -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jira").join(name);
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// rollgate and a fake Jira whose webhooks are off: each test delivers real payloads itself
+/// (tests/jira_loop_e2e.rs runs with the loop on).
 struct J {
     jira: FakeJira,
     app: rollgate::app::Running,
@@ -32,18 +26,7 @@ struct J {
 
 async fn start(cloud: bool) -> J {
     let jira = FakeJira::start().await;
-    for (id, name) in [(LANE, "Lane"), (ROLLOUT, "Rollout Type"), (SCOPE, "Client Scope"), (DECISION, "Decision"), (CLIENTS, "Affected Clients")] {
-        jira.add_field(id, name);
-    }
-    let github = FakeGithub::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut s: Settings = support::settings(dir.path(), &github);
-    s.jira.base_url = Some(jira.url.clone());
-    s.jira.api_token = Some(Secret::new(TOKEN));
-    s.jira.email = cloud.then(|| EMAIL.to_string());
-    s.jira.webhook_secret = Some(Secret::new(SECRET));
-    s.roles.pm = vec![PM.into()];
-    let app = rollgate::app::start(s).await.expect("rollgate starts and reaches Jira");
+    let (app, dir) = support::jira_loop::rollgate_on(&jira, cloud).await;
     J { jira, app, http: reqwest::Client::new(), _dir: dir, n: 0 }
 }
 

@@ -67,7 +67,17 @@ impl std::fmt::Display for Delivery {
         let kind = self.issue_event_type_name.as_deref().map(|k| format!(" ({k})")).unwrap_or_default();
         let status = self.status.map_or_else(|| format!("no answer: {}", self.error.as_deref().unwrap_or("")), |s| s.to_string());
         let retry = if self.retry > 0 { format!(" retry {}", self.retry) } else { String::new() };
-        write!(f, "{} {}{kind} {} by {}{retry} -> {status}", self.identifier, self.webhook_event, self.issue, self.who)
+        write!(f, "{} {}{kind} {} by {}{retry} -> {status}", self.identifier, self.webhook_event, self.issue, self.who)?;
+        // What changed, so a loop reads as one: `[Rollout Type: 3 Demoed -> 2 Notified]`.
+        for item in self.body["changelog"]["items"].as_array().into_iter().flatten() {
+            let side = |k: &str| item[k].as_str().unwrap_or("-").to_string();
+            write!(f, " [{}: {} -> {}]", side("field"), side("fromString"), side("toString"))?;
+        }
+        if let Some(body) = self.body["comment"]["body"].as_str() {
+            let line: String = body.chars().take(60).map(|c| if c == '\n' { '⏎' } else { c }).collect();
+            write!(f, " {{{line}}}")?;
+        }
+        Ok(())
     }
 }
 

@@ -25,7 +25,7 @@ pub use {
     faults::Fault,
     hooks::{Delivery, Release},
     people::{adf, Person},
-    world::{jira_time, FakeJiraComment, FakeJiraIssue},
+    world::{jira_time, FakeJiraComment, FakeJiraIssue, Write},
 };
 
 use serde_json::{json, Value};
@@ -238,10 +238,16 @@ impl FakeJira {
         self.world.lock().unwrap().requests
     }
 
-    pub(super) fn write(&self, who: &str, issue: Option<&str>, what: String) {
+    /// The writes with who made them and the body they sent.
+    pub fn write_log(&self) -> Vec<Write> {
+        self.world.lock().unwrap().write_log.clone()
+    }
+
+    pub(super) fn write(&self, who: &str, issue: Option<&str>, what: String, body: &Value) {
         let mut w = self.world.lock().unwrap();
-        let line = if who == BOT_ACCOUNT { what } else { format!("{what} (as {who})") };
+        let line = if who == BOT_ACCOUNT { what.clone() } else { format!("{what} (as {who})") };
         w.writes.push(line);
+        w.write_log.push(Write { who: who.into(), issue: issue.map(String::from), what, body: body.clone() });
         if let Some(k) = issue.and_then(|i| w.key_of(i)) {
             *w.writes_per_issue.entry(k).or_default() += 1;
         }

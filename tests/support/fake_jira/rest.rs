@@ -126,7 +126,7 @@ async fn get_issue(State(f): State<FakeJira>, h: HeaderMap, Path((v, key)): Path
 
 async fn edit_issue(State(f): State<FakeJira>, h: HeaderMap, Path((v, key)): Path<(String, String)>, Json(body): Json<Value>) -> Response {
     let who = enter!(f, v, h);
-    f.write(&who, Some(&key), format!("PUT issue {key}"));
+    f.write(&who, Some(&key), format!("PUT issue {key}"), &body);
     let mut ops: Vec<Op> = Vec::new();
     for (id, value) in body["fields"].as_object().into_iter().flatten() {
         ops.push((id.clone(), "set".into(), value.clone()));
@@ -167,7 +167,7 @@ async fn do_transition(State(f): State<FakeJira>, h: HeaderMap, Path((v, key)): 
         let w = f.world.lock().unwrap();
         id.parse::<usize>().ok().and_then(|n| w.statuses.get(n.wrapping_sub(1)).cloned())
     };
-    f.write(&who, Some(&key), format!("POST transition {key} -> {}", target.unwrap_or_else(|| format!("id {id}"))));
+    f.write(&who, Some(&key), format!("POST transition {key} -> {}", target.unwrap_or_else(|| format!("id {id}"))), &body);
     match f.world.lock().unwrap().transition(&who, &key, &id) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(r) => refused(r),
@@ -194,7 +194,7 @@ async fn list_comments(State(f): State<FakeJira>, h: HeaderMap, Path((v, key)): 
 
 async fn create_comment(State(f): State<FakeJira>, h: HeaderMap, Path((v, key)): Path<(String, String)>, Json(body): Json<Value>) -> Response {
     let who = enter!(f, v, h);
-    f.write(&who, Some(&key), format!("POST comment {key}"));
+    f.write(&who, Some(&key), format!("POST comment {key}"), &body);
     let mut w = f.world.lock().unwrap();
     if w.key_of(&key).is_none() {
         return no_issue();
@@ -220,7 +220,7 @@ async fn update_comment(
     Json(body): Json<Value>,
 ) -> Response {
     let who = enter!(f, v, h);
-    f.write(&who, Some(&key), format!("PUT comment {id}"));
+    f.write(&who, Some(&key), format!("PUT comment {id}"), &body);
     let mut w = f.world.lock().unwrap();
     if w.key_of(&key).is_none() {
         return no_issue();
@@ -239,7 +239,7 @@ async fn update_comment(
 
 async fn delete_comment(State(f): State<FakeJira>, h: HeaderMap, Path((v, key, id)): Path<(String, String, String)>) -> Response {
     let who = enter!(f, v, h);
-    f.write(&who, Some(&key), format!("DELETE comment {id}"));
+    f.write(&who, Some(&key), format!("DELETE comment {id}"), &Value::Null);
     match f.world.lock().unwrap().delete_comment(&who, Some(&key), &id) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(r) => refused(r),
@@ -249,7 +249,7 @@ async fn delete_comment(State(f): State<FakeJira>, h: HeaderMap, Path((v, key, i
 async fn create_issue(State(f): State<FakeJira>, h: HeaderMap, Path(v): Path<String>, Json(body): Json<Value>) -> Response {
     let who = enter!(f, v, h);
     let project = body["fields"]["project"]["key"].as_str().unwrap_or("").to_string();
-    f.write(&who, None, format!("POST issue {project}"));
+    f.write(&who, None, format!("POST issue {project}"), &body);
     let made = f.world.lock().unwrap().create_issue(&who, Some(&v), &body["fields"]);
     match made {
         Ok((key, id)) => {

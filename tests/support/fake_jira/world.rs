@@ -100,6 +100,24 @@ impl Item {
     }
 }
 
+/// One write request, as `FakeJira::write_log` shows it.
+#[derive(Debug, Clone)]
+pub struct Write {
+    pub who: String,
+    /// The issue the path names (key or id, as sent).
+    pub issue: Option<String>,
+    /// `PUT issue PROJ-1`, `POST comment PROJ-1`, ...
+    pub what: String,
+    pub body: Value,
+}
+
+impl std::fmt::Display for Write {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let body: String = self.body.to_string().chars().take(160).collect();
+        write!(f, "{} by {} {body}", self.what, self.who)
+    }
+}
+
 /// What happened, for the hooks to turn into deliveries.
 #[derive(Debug, Clone)]
 pub(super) enum Change {
@@ -143,6 +161,8 @@ pub(super) struct World {
     pub next_changelog: u64,
     pub clock: Clock,
     pub writes: Vec<String>,
+    /// The same writes with who made them and what they sent.
+    pub write_log: Vec<Write>,
     /// Write requests per issue key (REST only), however they named the issue.
     pub writes_per_issue: BTreeMap<String, usize>,
     pub requests: u64,
