@@ -290,6 +290,23 @@ async fn an_adf_comment_comes_back_as_wiki_text_and_a_tick_is_an_edit() {
 }
 
 #[tokio::test]
+async fn a_tick_on_data_center_is_an_edit_of_the_brackets() {
+    let (jira, rx) = looped().await;
+    let wiki = rollgate::tracker::jira::markup::to_wiki(CHECKLIST);
+    assert!(wiki.contains("* \\[ ] *Release note*"), "{wiki}");
+    let r = rest(&jira, reqwest::Method::POST, "2", "/issue/PROJ-1/comment").json(&json!({ "body": wiki }));
+    let id = r.send().await.unwrap().json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let priya = jira.person("acc-priya");
+    priya.tick(&id, "Release note");
+    priya.untick(&id, "Training material");
+    let got = rx.wait_for(6).await;
+    assert_eq!((got[2].event(), got[4].event()), (("comment_updated", None), ("comment_updated", None)));
+    let after = got[4].json["comment"]["body"].as_str().unwrap();
+    assert!(after.contains("* \\[x] *Release note*") && after.contains("* \\[ ] *Training material*"), "{after}");
+    assert_eq!(after.replace("\\[x] *Release", "\\[ ] *Release").replace("\\[ ] *Training", "\\[x] *Training"), wiki, "only the brackets changed");
+}
+
+#[tokio::test]
 async fn failed_deliveries_are_retried_under_the_same_identifier() {
     let (jira, rx) = looped().await;
     rx.answers.lock().unwrap().extend([503, 429, 202, 400]);

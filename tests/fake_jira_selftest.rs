@@ -299,3 +299,48 @@ async fn faults_and_pause() {
     assert_eq!(held.await.unwrap(), 200);
     assert_eq!(jira.held(), 0);
 }
+
+#[tokio::test]
+async fn search_pages_by_start_or_by_token_and_cloud_can_drop_the_old_one() {
+    let jira = FakeJira::start().await;
+    for n in 1..=12 {
+        jira.seed(&format!("PROJ-{n}"), "Story", "Planning", if n % 2 == 0 { &["report"] } else { &[] });
+    }
+    jira.seed("OTHER-1", "Story", "Planning", &["report"]);
+    let v2 = Api::new(&jira, "2");
+    let jql = |q: &str| q.replace(' ', "%20").replace('"', "%22").replace('=', "%3D");
+    let (s, page) = v2.get(&format!("/search?jql={}&startAt=10&maxResults=5", jql("project = \"PROJ\" ORDER BY created ASC"))).await;
+    assert_eq!(s, 200);
+    let keys = |p: &Value| p["issues"].as_array().unwrap().iter().map(|i| i["key"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert_eq!((keys(&page), page["total"].clone()), (vec!["PROJ-11".to_string(), "PROJ-12".to_string()], json!(12)), "in creation order");
+    let (_, labelled) = v2.get(&format!("/search?jql={}", jql("project = \"PROJ\" AND labels = \"report\" ORDER BY created DESC"))).await;
+    assert_eq!(keys(&labelled)[..2], ["PROJ-12", "PROJ-10"]);
+
+    // Cloud's /search/jql: a token per page, ids only unless fields are asked for.
+    let v3 = Api::new(&jira, "3");
+    let q = jql("project = \"PROJ\" ORDER BY created ASC");
+    let (s, first) = v3.get(&format!("/search/jql?jql={q}&maxResults=5")).await;
+    assert_eq!(s, 200);
+    assert_eq!((first["isLast"].clone(), first["issues"][0].clone()), (json!(false), json!({ "id": jira.issue("PROJ-1").id.to_string() })));
+    let mut token = first["nextPageToken"].as_str().unwrap().to_string();
+    let mut seen = 5;
+    loop {
+        let (_, page) = v3.get(&format!("/search/jql?jql={q}&maxResults=5&fields=summary&nextPageToken={token}")).await;
+        seen += page["issues"].as_array().unwrap().len();
+        assert!(page["issues"][0]["fields"]["summary"].is_string());
+        match page["nextPageToken"].as_str() {
+            Some(t) => token = t.to_string(),
+            None => {
+                assert_eq!(page["isLast"], true);
+                break;
+            }
+        }
+    }
+    assert_eq!(seen, 12);
+
+    jira.remove_legacy_search();
+    let (s, gone) = v3.get(&format!("/search?jql={q}")).await;
+    assert_eq!(s, 410);
+    assert!(gone["errorMessages"][0].as_str().unwrap().contains("/rest/api/3/search/jql"));
+    assert_eq!(v3.get(&format!("/search/jql?jql={q}")).await.0, 200);
+}

@@ -168,6 +168,12 @@ impl FakeJira {
         self.world.lock().unwrap().statuses = statuses.iter().map(|s| s.to_string()).collect();
     }
 
+    /// Answers `/rest/api/{2,3}/search` with 410 Gone, as Jira Cloud does since CHANGE-2046;
+    /// `/search/jql` keeps working. Off by default (Data Center keeps the old search).
+    pub fn remove_legacy_search(&self) {
+        self.world.lock().unwrap().legacy_search_removed = true;
+    }
+
     /// Removes one edge of the workflow, e.g. so there is no way back.
     pub fn forbid_transition(&self, from: &str, to: &str) {
         self.world.lock().unwrap().forbidden.insert((from.into(), to.into()));

@@ -25,6 +25,7 @@ pub(super) fn router(fake: FakeJira) -> Router {
         .route("/rest/api/{v}/field", get(list_fields))
         .route("/rest/api/{v}/myself", get(myself))
         .route("/rest/api/{v}/search", get(search))
+        .route("/rest/api/{v}/search/jql", get(search_jql))
         .route("/rest/api/{v}/issue/{key}/changelog", get(changelog))
         .with_state(fake)
 }
@@ -292,17 +293,72 @@ struct SearchQuery {
     start_at: usize,
     #[serde(rename = "maxResults", default)]
     max_results: Option<usize>,
+    #[serde(rename = "nextPageToken", default)]
+    next_page_token: Option<String>,
+    #[serde(default)]
+    fields: Option<String>,
 }
 
-/// `project = "P" ORDER BY created ASC` is all the fake understands.
+/// What the fake understands of JQL: `project = "P"`, optionally `AND labels = "L"`, and
+/// `ORDER BY created ASC|DESC` (creation order is key order here).
+fn matching<'w>(w: &'w World, jql: &str) -> Vec<&'w FakeJiraIssue> {
+    let quoted = |after: &str| jql.split_once(after).and_then(|(_, rest)| rest.split('"').nth(1)).map(String::from);
+    let project = quoted("project").unwrap_or_default();
+    let label = quoted("labels");
+    let mut all: Vec<&FakeJiraIssue> = w
+        .issues
+        .values()
+        .filter(|i| i.key.split('-').next() == Some(project.as_str()))
+        .filter(|i| label.as_ref().is_none_or(|l| i.labels.contains(l)))
+        .collect();
+    all.sort_by_key(|i| i.id);
+    if jql.to_ascii_uppercase().contains("CREATED DESC") {
+        all.reverse();
+    }
+    all
+}
+
+/// Cloud removed these (CHANGE-2046): 410 Gone once `remove_legacy_search` is called.
 async fn search(State(f): State<FakeJira>, h: HeaderMap, Path(v): Path<String>, Query(q): Query<SearchQuery>) -> Response {
     enter!(f, v, h);
     let w = f.world.lock().unwrap();
-    let project = q.jql.split('"').nth(1).unwrap_or("").to_string();
+    if w.legacy_search_removed {
+        let message = "The requested API has been removed. Please migrate to the /rest/api/3/search/jql API. A full migration guideline is available at https://developer.atlassian.com/changelog/#CHANGE-2046";
+        return error(StatusCode::GONE, message);
+    }
+    let all = matching(&w, &q.jql);
     let max = q.max_results.unwrap_or(50).min(100);
-    let all: Vec<&FakeJiraIssue> = w.issues.values().filter(|i| i.key.split('-').next() == Some(project.as_str())).collect();
     let page: Vec<Value> = all.iter().skip(q.start_at).take(max).map(|i| issue_json(&f.url, &v, &w, i)).collect();
     Json(json!({ "startAt": q.start_at, "maxResults": max, "total": all.len(), "issues": page })).into_response()
+}
+
+/// Cloud's enhanced search: pages by `nextPageToken`, no `total`, and only issue ids unless
+/// `fields` asks for more.
+async fn search_jql(State(f): State<FakeJira>, h: HeaderMap, Path(v): Path<String>, Query(q): Query<SearchQuery>) -> Response {
+    enter!(f, v, h);
+    let w = f.world.lock().unwrap();
+    let all = matching(&w, &q.jql);
+    let start = match q.next_page_token.as_deref().map(str::parse::<usize>) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "Invalid nextPageToken."),
+    };
+    let max = q.max_results.unwrap_or(50).min(100);
+    let page: Vec<Value> = all
+        .iter()
+        .skip(start)
+        .take(max)
+        .map(|i| match &q.fields {
+            Some(_) => issue_json(&f.url, &v, &w, i),
+            None => json!({ "id": i.id.to_string() }),
+        })
+        .collect();
+    let next = start + page.len();
+    let mut out = json!({ "issues": page, "isLast": next >= all.len() });
+    if next < all.len() {
+        out["nextPageToken"] = json!(next.to_string());
+    }
+    Json(out).into_response()
 }
 
 #[derive(Deserialize)]

@@ -170,6 +170,8 @@ pub(super) struct World {
     /// Extra tokens and the account each signs in as (rollgate's token is the bot).
     pub tokens: BTreeMap<String, String>,
     pub hooks: Hooks,
+    /// Cloud answers the old `/search` with 410 Gone (CHANGE-2046).
+    pub legacy_search_removed: bool,
 }
 
 impl World {
