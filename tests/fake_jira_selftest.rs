@@ -95,7 +95,9 @@ async fn issue_read_and_edit() {
         assert_eq!(f["status"]["name"], "Planning");
         assert_eq!(f["project"]["key"], "PROJ");
         assert_eq!(f["reporter"]["accountId"], "reporter");
-        assert!(f["created"].as_str().unwrap().ends_with(".000+0000"));
+        // Jira's format, `2019-02-15T19:01:52.971-0800`, in the fake's zone (UTC).
+        let created = f["created"].as_str().unwrap();
+        assert!(created.len() == 28 && created.ends_with("+0000") && rollgate::ingest::jira::jira_time(created).is_some(), "{created}");
         // by numeric id too
         assert_eq!(api.get(&format!("/issue/{id}")).await.1["key"], "PROJ-1");
         let (s, e) = api.get("/issue/NOPE-9").await;

@@ -4,6 +4,7 @@
 
 pub mod fake_github;
 pub mod fake_jira;
+pub mod jira_loop;
 
 use fake_github::FakeGithub;
 use rollgate::app::Running;
