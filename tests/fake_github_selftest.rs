@@ -214,6 +214,13 @@ async fn replacing_labels_sends_unlabeled_for_each_removed_and_labeled_for_each_
     );
     assert_eq!(got[4].labels(), ["c", "d"]);
     assert_eq!(got[4].event().label.as_deref(), Some("lane/B"));
+
+    // As real deliveries sometimes do: the removed label still listed in the snapshot.
+    fake.unlabeled_snapshots_keep_the_label(true);
+    fake.person("sam").remove_label(REPO, 1, "c");
+    let late = sent(&fake, &rx).await;
+    assert_eq!((late[5].what().as_str(), late[5].labels()), ("issues.unlabeled c", vec!["d".to_string(), "c".to_string()]));
+    assert_eq!(fake.labels(REPO, 1), ["d"], "the label is gone all the same");
 }
 
 #[tokio::test]
@@ -512,4 +519,15 @@ async fn rollgate_labels_a_persons_new_bug_through_the_loop_and_goes_quiet() {
     // the person's later deliveries, whose snapshots predate it: issue 12.)
     assert!(h.github.writes().iter().all(|w| w.starts_with(&format!("ADD {REPO}#{n} "))), "{:?}", h.github.writes());
     h.app.stop().await.unwrap();
+}
+
+#[tokio::test]
+#[should_panic(expected = "not quiet after")]
+async fn quiet_gives_up_on_a_system_that_never_stops_and_shows_what_it_was_doing() {
+    let h = Harness::start_closed_loop().await;
+    // rollgate's write hangs on a paused GitHub: the inbox never drains.
+    h.github.pause();
+    let n = h.github.person("pm-alice").open_issue(REPO, "Crash", "", &["type/bug"]);
+    assert_eq!(n, 1);
+    h.quiet_within(Duration::from_secs(3)).await;
 }

@@ -174,7 +174,7 @@ impl Harness {
         let deadline = tokio::time::Instant::now() + limit;
         let mut last: Option<(usize, usize)> = None;
         loop {
-            let counts = (self.github.deliveries().len(), self.github.writes().len());
+            let counts = (self.github.delivery_count(), self.github.write_count());
             let idle = self.github.deliveries_pending() == 0 && self.app.store.inbox_stats().await.unwrap().pending == 0;
             // Checked again after the inbox: a delivery answered in between was stored first.
             let idle = idle && self.github.deliveries_pending() == 0;

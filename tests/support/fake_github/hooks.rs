@@ -78,6 +78,7 @@ pub(super) struct HookState {
     in_flight: usize,
     /// Seeded random delays: (seed, longest delay).
     delay: Option<(u64, Duration)>,
+    unlabeled_keeps_label: bool,
     started: bool,
 }
 
@@ -116,13 +117,21 @@ impl FakeGithub {
     /// right after the change, so the snapshot is the one of the change and the queue keeps
     /// the order the changes were made in).
     pub(super) fn emit(&self, w: &World, key: &Key, actor: &Actor, stated: &[Stated]) {
-        if stated.is_empty() || self.hooks.state.lock().unwrap().target.is_none() {
-            return;
-        }
+        let keep_label = {
+            let h = self.hooks.state.lock().unwrap();
+            if stated.is_empty() || h.target.is_none() {
+                return;
+            }
+            h.unlabeled_keeps_label
+        };
         // The App's webhook delivers for the accounts it is installed on.
         let installation = self.installation_for(&key.0);
         for s in stated {
-            let built = payloads::delivery(w, key, s, actor, installation);
+            let mut built = payloads::delivery(w, key, s, actor, installation);
+            if let (Stated::Unlabeled(l), true) = (s, keep_label) {
+                let gone = payloads::label(w, &key.0, l);
+                built.payload["issue"]["labels"].as_array_mut().unwrap().push(gone);
+            }
             let body = serde_json::to_vec(&built.payload).unwrap();
             let mut h = self.hooks.state.lock().unwrap();
             let seq = h.log.len();
@@ -155,6 +164,18 @@ impl FakeGithub {
     /// Every delivery so far, in the order made (redeliveries included).
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.hooks.state.lock().unwrap().log.clone()
+    }
+
+    /// How many deliveries were made so far (cheaper than `deliveries().len()`).
+    pub fn delivery_count(&self) -> usize {
+        self.hooks.state.lock().unwrap().log.len()
+    }
+
+    /// From now on an `unlabeled` delivery's `issue.labels` still lists the removed label, as
+    /// real ones sometimes do (DESIGN.md, "Traps already found"); the top-level `label` is
+    /// the one that changed.
+    pub fn unlabeled_snapshots_keep_the_label(&self, on: bool) {
+        self.hooks.state.lock().unwrap().unlabeled_keeps_label = on;
     }
 
     /// Deliveries waiting to be sent or being sent (held ones are not counted).

@@ -198,6 +198,10 @@ impl FakeGithub {
         self.world.lock().unwrap().writes.clone()
     }
 
+    pub fn write_count(&self) -> usize {
+        self.world.lock().unwrap().writes.len()
+    }
+
     /// Writes made through the REST API on one issue (a comment edit counts for its issue).
     pub fn writes_on(&self, repo: &str, number: u64) -> usize {
         self.world.lock().unwrap().writes_per_issue.get(&(repo.to_string(), number)).copied().unwrap_or(0)
