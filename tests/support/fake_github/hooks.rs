@@ -51,8 +51,10 @@ pub enum Order {
     Reversed,
     /// Any order: the closure reorders the held deliveries; one it removes is never sent
     /// (a delivery GitHub lost).
-    Custom(Box<dyn FnOnce(&mut Vec<Delivery>) + Send>),
+    Custom(Reorder),
 }
+
+pub type Reorder = Box<dyn FnOnce(&mut Vec<Delivery>) + Send>;
 
 impl Order {
     pub fn custom(f: impl FnOnce(&mut Vec<Delivery>) + Send + 'static) -> Order {

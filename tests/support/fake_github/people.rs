@@ -3,7 +3,7 @@
 //! (`"type": "User"`). A refused change (no such issue, comment or label) panics: it is a
 //! mistake in the test, not something GitHub would deliver.
 
-use super::world::{Actor, Key, Refused, Stated, World};
+use super::world::{Actor, Key, Missing, Stated, World};
 use super::FakeGithub;
 
 /// The order GitHub's label picker states a swap in (it sends two deliveries, either way).
@@ -41,7 +41,7 @@ impl Person {
     }
 
     /// One change: applied, then its deliveries built (the snapshot of this moment) and queued.
-    fn act<T>(&self, what: &str, f: impl FnOnce(&mut World) -> Result<(Key, Vec<Stated>, T), Refused>) -> T {
+    fn act<T>(&self, what: &str, f: impl FnOnce(&mut World) -> Result<(Key, Vec<Stated>, T), Missing>) -> T {
         let mut w = self.fake.world.lock().unwrap();
         match f(&mut w) {
             Ok((key, stated, out)) => {
@@ -137,7 +137,7 @@ impl Person {
 
     fn flip(&self, comment_id: u64, box_id: &str, from: &str, to: &str) {
         self.act("tick a box", |w| {
-            let k = w.comment_home(comment_id).ok_or(Refused::NoComment)?;
+            let k = w.comment_home(comment_id).ok_or(Missing::Comment)?;
             let body = w.issues[&k].comments.iter().find(|c| c.id == comment_id).unwrap().body.clone();
             let marker = format!("<!-- box:{box_id} -->");
             let flipped: Vec<String> = body

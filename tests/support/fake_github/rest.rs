@@ -2,7 +2,7 @@
 //! membership, the timeline. Every write goes through world.rs and sends the deliveries GitHub
 //! sends for it, with the token's identity as sender.
 
-use super::world::{Actor, FakeIssue, Key, Refused, World};
+use super::world::{Actor, FakeIssue, Key, Missing, World};
 use super::{app, payloads, FakeGithub};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -34,10 +34,10 @@ pub(super) fn not_found() -> Response {
     (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))).into_response()
 }
 
-fn refused(r: Refused) -> Response {
+fn refused(r: Missing) -> Response {
     match r {
-        Refused::NoLabel => (StatusCode::NOT_FOUND, Json(json!({"message": "Label does not exist"}))).into_response(),
-        Refused::NoIssue | Refused::NoComment => not_found(),
+        Missing::Label => (StatusCode::NOT_FOUND, Json(json!({"message": "Label does not exist"}))).into_response(),
+        Missing::Issue | Missing::Comment => not_found(),
     }
 }
 
@@ -81,7 +81,7 @@ async fn update_issue(State(f): State<Shared>, h: HeaderMap, Path((o, r, n)): Pa
     let key = (format!("{o}/{r}"), n);
     f.write(&key, format!("PATCH issue {}#{n}", key.0));
     let mut w = f.world.lock().unwrap();
-    let applied = (|| -> Result<Vec<super::world::Stated>, Refused> {
+    let applied = (|| -> Result<Vec<super::world::Stated>, Missing> {
         let mut stated = w.edit(&key, body["title"].as_str(), body["body"].as_str())?;
         if let Some(state) = body["state"].as_str() {
             stated.extend(w.set_state(&key, state == "open", body["state_reason"].as_str())?);

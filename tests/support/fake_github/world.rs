@@ -81,13 +81,13 @@ pub enum Stated {
     CommentDeleted(FakeComment),
 }
 
-/// Why a change was refused (the REST layer maps it to GitHub's answer).
+/// What a refused change lacked (the REST layer maps it to GitHub's answer).
 #[derive(Debug, PartialEq, Eq)]
-pub enum Refused {
-    NoIssue,
-    NoComment,
+pub enum Missing {
+    Issue,
+    Comment,
     /// DELETE of a label the issue does not carry: 404 "Label does not exist".
-    NoLabel,
+    Label,
 }
 
 /// The world's time. GitHub's timestamps have one-second resolution, so `now` is truncated.
@@ -146,8 +146,8 @@ pub struct World {
 }
 
 impl World {
-    pub fn issue_mut(&mut self, key: &Key) -> Result<&mut FakeIssue, Refused> {
-        self.issues.get_mut(key).ok_or(Refused::NoIssue)
+    pub fn issue_mut(&mut self, key: &Key) -> Result<&mut FakeIssue, Missing> {
+        self.issues.get_mut(key).ok_or(Missing::Issue)
     }
 
     /// The issue holding comment `id`.
@@ -163,7 +163,7 @@ impl World {
     }
 
     /// Adds the labels the issue lacks, in the order given; one `labeled` each.
-    pub fn add_labels(&mut self, key: &Key, names: &[String]) -> Result<Vec<Stated>, Refused> {
+    pub fn add_labels(&mut self, key: &Key, names: &[String]) -> Result<Vec<Stated>, Missing> {
         let i = self.issue_mut(key)?;
         let mut out = Vec::new();
         for n in names {
@@ -178,19 +178,19 @@ impl World {
         Ok(out)
     }
 
-    pub fn remove_label(&mut self, key: &Key, name: &str) -> Result<Vec<Stated>, Refused> {
+    pub fn remove_label(&mut self, key: &Key, name: &str) -> Result<Vec<Stated>, Missing> {
         let i = self.issue_mut(key)?;
         let before = i.labels.len();
         i.labels.retain(|l| l != name);
         if i.labels.len() == before {
-            return Err(Refused::NoLabel);
+            return Err(Missing::Label);
         }
         self.touch(key);
         Ok(vec![Stated::Unlabeled(name.to_string())])
     }
 
     /// Replaces the label set: `unlabeled` for each removed, then `labeled` for each added.
-    pub fn set_labels(&mut self, key: &Key, names: &[String]) -> Result<Vec<Stated>, Refused> {
+    pub fn set_labels(&mut self, key: &Key, names: &[String]) -> Result<Vec<Stated>, Missing> {
         let i = self.issue_mut(key)?;
         let mut wanted: Vec<String> = Vec::new();
         for n in names {
@@ -210,7 +210,7 @@ impl World {
     /// Opens or closes. Closing an open issue states `closed` (reason `completed` unless given),
     /// reopening a closed one `reopened`; asking for the state it already has states nothing
     /// (a reason alone on a closed issue is updated silently).
-    pub fn set_state(&mut self, key: &Key, open: bool, reason: Option<&str>) -> Result<Vec<Stated>, Refused> {
+    pub fn set_state(&mut self, key: &Key, open: bool, reason: Option<&str>) -> Result<Vec<Stated>, Missing> {
         let now = self.clock.now();
         let i = self.issue_mut(key)?;
         let stated = match (i.open, open) {
@@ -238,7 +238,7 @@ impl World {
     }
 
     /// Title and/or body: one `edited` naming what changed and what it was.
-    pub fn edit(&mut self, key: &Key, title: Option<&str>, body: Option<&str>) -> Result<Vec<Stated>, Refused> {
+    pub fn edit(&mut self, key: &Key, title: Option<&str>, body: Option<&str>) -> Result<Vec<Stated>, Missing> {
         let i = self.issue_mut(key)?;
         let title_from = title.filter(|t| *t != i.title).map(|t| std::mem::replace(&mut i.title, t.to_string()));
         let body_from = body.filter(|b| *b != i.body).map(|b| std::mem::replace(&mut i.body, b.to_string()));
@@ -278,7 +278,7 @@ impl World {
         (n, stated)
     }
 
-    pub fn create_comment(&mut self, key: &Key, body: &str, author: &str) -> Result<(FakeComment, Vec<Stated>), Refused> {
+    pub fn create_comment(&mut self, key: &Key, body: &str, author: &str) -> Result<(FakeComment, Vec<Stated>), Missing> {
         self.issue_mut(key)?;
         let now = self.clock.now();
         self.next_comment += 1;
@@ -289,10 +289,10 @@ impl World {
     }
 
     /// Edits comment `id`; an edit to the same text states nothing (GitHub sends no delivery).
-    pub fn edit_comment(&mut self, id: u64, body: &str) -> Result<(Key, FakeComment, Vec<Stated>), Refused> {
-        let key = self.comment_home(id).ok_or(Refused::NoComment)?;
+    pub fn edit_comment(&mut self, id: u64, body: &str) -> Result<(Key, FakeComment, Vec<Stated>), Missing> {
+        let key = self.comment_home(id).ok_or(Missing::Comment)?;
         let now = self.clock.now();
-        let c = self.issue_mut(&key)?.comments.iter_mut().find(|c| c.id == id).ok_or(Refused::NoComment)?;
+        let c = self.issue_mut(&key)?.comments.iter_mut().find(|c| c.id == id).ok_or(Missing::Comment)?;
         if c.body == body {
             return Ok((key, c.clone(), vec![]));
         }
@@ -303,10 +303,10 @@ impl World {
         Ok((key, c, vec![Stated::CommentEdited { id, from }]))
     }
 
-    pub fn delete_comment(&mut self, id: u64) -> Result<(Key, Vec<Stated>), Refused> {
-        let key = self.comment_home(id).ok_or(Refused::NoComment)?;
+    pub fn delete_comment(&mut self, id: u64) -> Result<(Key, Vec<Stated>), Missing> {
+        let key = self.comment_home(id).ok_or(Missing::Comment)?;
         let i = self.issue_mut(&key)?;
-        let at = i.comments.iter().position(|c| c.id == id).ok_or(Refused::NoComment)?;
+        let at = i.comments.iter().position(|c| c.id == id).ok_or(Missing::Comment)?;
         let gone = i.comments.remove(at);
         self.touch(&key);
         Ok((key, vec![Stated::CommentDeleted(gone)]))
