@@ -82,11 +82,21 @@ pub fn settings(dir: &std::path::Path, github: &FakeGithub) -> Settings {
     s
 }
 
+/// Whether `start`, `start_with` and `start_clocked` close the loop. Not yet by default:
+/// rollgate still takes its own echoes and their older snapshots for people's changes (issue
+/// 12), and several end-to-end tests fail on it. ROLLGATE_TEST_CLOSED_LOOP=1 closes it for
+/// every harness, to see where.
+fn closed_loop_by_default() -> bool {
+    std::env::var("ROLLGATE_TEST_CLOSED_LOOP").is_ok_and(|v| v == "1")
+}
+
 pub struct Harness {
     pub github: FakeGithub,
     pub app: Running,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
+    /// The fake GitHub sends its webhooks back to the service.
+    pub closed_loop: bool,
 }
 
 impl Harness {
@@ -98,15 +108,38 @@ impl Harness {
         Self::start_clocked(adjust, std::sync::Arc::new(rollgate::clock::SystemClock)).await
     }
 
-    /// The service on a clock the test moves (`FixedClock::set`).
+    /// The service on a clock the test moves (`FixedClock::set`); the fake GitHub's clock
+    /// follows it.
     pub async fn start_clocked(adjust: impl FnOnce(&mut Settings), clock: std::sync::Arc<dyn rollgate::clock::Clock>) -> Harness {
+        Self::launch(adjust, clock, closed_loop_by_default()).await
+    }
+
+    /// A harness whose fake GitHub sends every change back to the service as GitHub does,
+    /// rollgate's own changes included (see `fake_github::FakeGithub::deliver_to`).
+    pub async fn start_closed_loop() -> Harness {
+        Self::start_closed_loop_with(|_| {}).await
+    }
+
+    pub async fn start_closed_loop_with(adjust: impl FnOnce(&mut Settings)) -> Harness {
+        Self::start_closed_loop_clocked(adjust, std::sync::Arc::new(rollgate::clock::SystemClock)).await
+    }
+
+    pub async fn start_closed_loop_clocked(adjust: impl FnOnce(&mut Settings), clock: std::sync::Arc<dyn rollgate::clock::Clock>) -> Harness {
+        Self::launch(adjust, clock, true).await
+    }
+
+    async fn launch(adjust: impl FnOnce(&mut Settings), clock: std::sync::Arc<dyn rollgate::clock::Clock>, closed_loop: bool) -> Harness {
         let github = FakeGithub::start().await;
+        github.follow_clock(clock.clone());
         let dir = tempfile::tempdir().unwrap();
         let mut s = settings(dir.path(), &github);
         s.database_url = test_database(dir.path()).await;
         adjust(&mut s);
         let app = rollgate::app::start_with_clock(s, clock).await.expect("rollgate starts");
-        Harness { github, app, http: reqwest::Client::new(), dir }
+        if closed_loop {
+            github.deliver_to(&format!("http://{}/webhooks/github", app.addr), SECRET);
+        }
+        Harness { github, app, http: reqwest::Client::new(), dir, closed_loop }
     }
 
     pub fn url(&self) -> String {
@@ -120,11 +153,66 @@ impl Harness {
         send(&self.http, &self.url(), event, delivery, body, Some(&sig)).await
     }
 
-    /// Waits until the inbox holds nothing pending.
+    /// Waits until the inbox holds nothing pending and, closed-loop, until the system is
+    /// quiet (`quiet`).
     pub async fn settle(&self) {
-        settle(self.app.store.as_ref()).await
+        if self.closed_loop {
+            self.quiet().await
+        } else {
+            settle(self.app.store.as_ref()).await
+        }
+    }
+
+    /// Waits until the system has stopped talking: the fake has no delivery waiting or in
+    /// flight (held ones aside) and the inbox nothing pending, for a whole round in which no
+    /// delivery was made and no write happened. A loop never gets there: after `QUIET_LIMIT`
+    /// this panics with the last writes and deliveries.
+    pub async fn quiet(&self) {
+        self.quiet_within(QUIET_LIMIT).await
+    }
+
+    pub async fn quiet_within(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut last: Option<(usize, usize)> = None;
+        loop {
+            let counts = (self.github.delivery_count(), self.github.write_count());
+            let idle = self.github.deliveries_pending() == 0 && self.app.store.inbox_stats().await.unwrap().pending == 0;
+            // Checked again after the inbox: a delivery answered in between was stored first.
+            let idle = idle && self.github.deliveries_pending() == 0;
+            if idle && last == Some(counts) {
+                return;
+            }
+            last = idle.then_some(counts);
+            if tokio::time::Instant::now() >= deadline {
+                self.panic_not_quiet(limit).await;
+            }
+            tokio::time::sleep(Duration::from_millis(if idle { 100 } else { 20 })).await;
+        }
+    }
+
+    async fn panic_not_quiet(&self, limit: Duration) -> ! {
+        let writes = self.github.writes();
+        let deliveries = self.github.deliveries();
+        let tail = |n: usize| n.saturating_sub(30);
+        let writes: Vec<&String> = writes[tail(writes.len())..].iter().collect();
+        let deliveries: Vec<String> = deliveries[tail(deliveries.len())..]
+            .iter()
+            .map(|d| {
+                let what = d.label.clone().or(d.comment.map(|c| format!("comment {c}"))).unwrap_or_default();
+                format!("{} {}#{} {}.{} {what} by {} -> {:?}{}", d.id, d.repo, d.number, d.event, d.action, d.sender, d.status, d.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default())
+            })
+            .collect();
+        let stats = self.app.store.inbox_stats().await.unwrap();
+        panic!(
+            "not quiet after {limit:?}: {} deliveries pending, inbox {stats:?}\nlast writes: {writes:#?}\nlast deliveries: {deliveries:#?}",
+            self.github.deliveries_pending()
+        );
     }
 }
+
+/// How long `quiet` waits: generous, a debug build on a busy 2-core machine is slow, and a
+/// loop never goes quiet however long it is given.
+pub const QUIET_LIMIT: Duration = Duration::from_secs(60);
 
 pub async fn send(
     http: &reqwest::Client,
