@@ -151,7 +151,8 @@ async fn a_refused_token_is_dropped_and_the_call_made_once_more() {
     assert_eq!(h.github.refused_tokens(), 1);
     assert_eq!(h.github.tokens_minted(11), 2);
     let stats = h.app.store.inbox_stats().await.unwrap();
-    assert_eq!((stats.done, stats.dead), (2, 0));
+    assert_eq!((stats.pending, stats.dead), (0, 0));
+    assert_eq!(h.processed([1, 2], "d-rev-").await, ["d-rev-1", "d-rev-2"]);
     h.app.stop().await.unwrap();
 }
 

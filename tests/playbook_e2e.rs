@@ -1,84 +1,46 @@
-//! The SOP's worked examples (VT-001, VT-011, VT-014) as a team would live them: each human
-//! action is made on the fake GitHub and then delivered as the signed webhook GitHub sends.
+//! The SOP's worked examples (VT-001, VT-011, VT-014) as a team would live them: each person
+//! acts on the fake GitHub, which sends rollgate the signed deliveries GitHub sends (rollgate's
+//! own changes come back too), and each step waits until the system is quiet.
 
 mod support;
 
-use serde_json::{json, Value};
 use support::fake_github::FakeGithub;
-use support::{fixture, Harness, REPO};
+use support::{Harness, REPO};
 
 const PM: &str = "priya";
 const QA: &str = "quinn";
 
-/// One issue, driven through the real service.
+/// One issue, driven through the real service by people acting on the fake GitHub.
 struct Story<'h> {
     h: &'h Harness,
     n: u64,
-    tick: u32,
-    body: String,
 }
 
 impl<'h> Story<'h> {
-    async fn open(h: &'h Harness, n: u64, labels: &[&str], body: &str) -> Story<'h> {
-        h.github.seed(REPO, n, labels);
-        let mut s = Story { h, n, tick: 0, body: body.to_string() };
-        let p = s.payload("issues.opened.json", "someone");
-        s.send("issues", p).await;
-        s
+    async fn open(h: &'h Harness, labels: &[&str], body: &str) -> Story<'h> {
+        let n = h.github.person("someone").open_issue(REPO, "A playbook item", body, labels);
+        h.quiet().await;
+        Story { h, n }
     }
 
     fn gh(&self) -> &FakeGithub {
         &self.h.github
     }
 
-    /// A real payload for this issue as it now stands on the fake GitHub.
-    fn payload(&mut self, name: &str, actor: &str) -> Value {
-        self.tick += 1;
-        let issue = self.gh().issue(REPO, self.n);
-        let mut p = fixture(name);
-        p["issue"]["number"] = json!(self.n);
-        p["issue"]["labels"] = json!(issue.labels.iter().map(|l| json!({ "name": l })).collect::<Vec<_>>());
-        p["issue"]["state"] = json!(if issue.open { "open" } else { "closed" });
-        p["issue"]["state_reason"] = json!(issue.state_reason);
-        p["issue"]["body"] = json!(self.body);
-        p["repository"]["full_name"] = json!(REPO);
-        p["issue"]["updated_at"] = json!(format!("2026-11-24T10:{:02}:{:02}Z", self.tick / 60, self.tick % 60));
-        p["sender"] = json!({ "login": actor, "type": "User" });
-        p
-    }
-
-    async fn send(&mut self, event: &str, p: Value) {
-        let id = format!("{}-{}", self.n, self.tick);
-        let (status, _) = self.h.deliver(event, &id, &p).await;
-        assert_eq!(status, 202);
-        self.h.settle().await;
-    }
-
+    /// A person adds a label (a second status beside the current one, as a person often does:
+    /// rollgate keeps one).
     async fn add_label(&mut self, label: &str, actor: &str) {
-        let mut labels = self.gh().issue(REPO, self.n).labels;
-        labels.push(label.to_string());
-        let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
-        self.reseed(&refs);
-        let mut p = self.payload("issues.labeled.json", actor);
-        p["label"] = json!({ "name": label });
-        self.send("issues", p).await;
-    }
-
-    fn reseed(&self, labels: &[&str]) {
-        let keep = self.gh().issue(REPO, self.n);
-        self.gh().seed(REPO, self.n, labels);
-        self.gh().set_comments(REPO, self.n, keep.comments);
+        self.gh().person(actor).add_labels(REPO, self.n, &[label]);
+        self.h.quiet().await;
     }
 
     async fn comment(&mut self, body: &str, actor: &str) {
-        let mut p = self.payload("issue_comment.created.json", actor);
-        p["comment"]["id"] = json!(500_000 + self.tick);
-        p["comment"]["body"] = json!(body);
-        p["comment"]["user"] = json!({ "login": actor, "type": "User" });
-        self.send("issue_comment", p).await;
+        self.gh().person(actor).comment(REPO, self.n, body);
+        self.h.quiet().await;
     }
 
-    /// Ticks boxes (by id) in the bot comment `tag`, as a person clicking them would.
+    /// Ticks boxes (by id) in the bot comment `tag` in one edit, as a person clicking them
+    /// before saving would.
     async fn tick(&mut self, tag: &str, boxes: &[&str], actor: &str) {
         let c = self.bot_comment(tag);
         let mut body = c.body.clone();
@@ -86,19 +48,17 @@ impl<'h> Story<'h> {
             let line = body.lines().find(|l| l.contains(&format!("<!-- box:{b} -->"))).unwrap_or_else(|| panic!("no box {b} in {tag}")).to_string();
             body = body.replace(&line, &line.replacen("- [ ]", "- [x]", 1));
         }
-        self.gh().edit_comment(c.id, &body);
-        let mut p = self.payload("issue_comment.edited.json", actor);
-        p["comment"]["id"] = json!(c.id);
-        p["comment"]["body"] = json!(body);
-        p["comment"]["user"] = json!({ "login": support::fake_github::BOT_LOGIN, "type": "Bot" });
-        p["changes"] = json!({ "body": { "from": c.body } });
-        self.send("issue_comment", p).await;
+        self.gh().person(actor).edit_comment(c.id, &body);
+        self.h.quiet().await;
     }
 
     async fn close(&mut self, actor: &str) {
-        self.gh().close(REPO, self.n, "completed");
-        let p = self.payload("issues.closed.json", actor);
-        self.send("issues", p).await;
+        self.gh().person(actor).close(REPO, self.n, "completed");
+        self.h.quiet().await;
+    }
+
+    fn open_now(&self) -> bool {
+        self.gh().issue(REPO, self.n).open
     }
 
     fn labels(&self) -> Vec<String> {
@@ -135,7 +95,7 @@ async fn harness() -> Harness {
 #[tokio::test]
 async fn vt_011_demoed_rollout_is_blocked_until_its_artifacts_are_done() {
     let h = harness().await;
-    let mut s = Story::open(&h, 11, &["type/enhancement", "scope/cross-client", "revenue-relevant"], "### Affected clients\n\nAdani Cement, Adani Hazira").await;
+    let mut s = Story::open(&h, &["type/enhancement", "scope/cross-client", "revenue-relevant"], "### Affected clients\n\nAdani Cement, Adani Hazira").await;
     assert!(s.labels().contains(&"rollout/3-demoed".into()) && s.labels().contains(&"lane/A".into()));
     assert_eq!(s.status(), "status/planning");
 
@@ -151,7 +111,7 @@ async fn vt_011_demoed_rollout_is_blocked_until_its_artifacts_are_done() {
 
     // Skipping straight to released: refused, reopened, status restored, one comment.
     s.close(PM).await;
-    assert!(s.gh().issue(REPO, 11).open, "a refused close is reopened");
+    assert!(s.open_now(), "a refused close is reopened");
     assert_eq!(s.status(), "status/dev-released");
     assert!(s.bot_comment("blocked").body.contains("skips `rollout-confirmed`"));
 
@@ -159,7 +119,7 @@ async fn vt_011_demoed_rollout_is_blocked_until_its_artifacts_are_done() {
     s.add_label("status/in-rollout", PM).await;
     assert_eq!(s.status(), "status/in-rollout");
     s.close(PM).await;
-    assert!(s.gh().issue(REPO, 11).open);
+    assert!(s.open_now());
     let blocked = s.bot_comment("blocked").body;
     assert!(blocked.contains("R11") && blocked.contains("Training material") && blocked.contains("Sales kit"), "{blocked}");
 
@@ -168,7 +128,7 @@ async fn vt_011_demoed_rollout_is_blocked_until_its_artifacts_are_done() {
     let checklist = s.bot_comment("checklist").body;
     assert!(checklist.contains("- [x] **Sales kit**") && checklist.contains("move the item to `released`"), "{checklist}");
     s.close(PM).await;
-    assert!(!s.gh().issue(REPO, 11).open, "released: the close stands");
+    assert!(!s.open_now(), "released: the close stands");
     assert_eq!(s.status(), "status/released");
     h.app.stop().await.unwrap();
 }
@@ -176,7 +136,7 @@ async fn vt_011_demoed_rollout_is_blocked_until_its_artifacts_are_done() {
 #[tokio::test]
 async fn vt_014_piloted_rollout_goes_wave_by_wave() {
     let h = harness().await;
-    let mut s = Story::open(&h, 14, &["type/major-feature", "scope/cross-client", "track/stability"], "").await;
+    let mut s = Story::open(&h, &["type/major-feature", "scope/cross-client", "track/stability"], "").await;
     assert!(s.labels().contains(&"rollout/4-piloted".into()));
     s.comment("/decide accept sprint=2026-W48 dev-release=2026-11-24", PM).await;
     for st in ["status/in-dev", "status/dev-released", "status/rollout-confirmed"] {
@@ -196,7 +156,7 @@ async fn vt_014_piloted_rollout_goes_wave_by_wave() {
 
     s.comment("/wave start 1", PM).await;
     s.comment("/wave start 2", PM).await;
-    let reply = s.gh().issue(REPO, 14).comments.into_iter().filter(|c| c.body.contains("wave 1's exit criteria are not ticked")).count();
+    let reply = s.gh().issue(REPO, s.n).comments.into_iter().filter(|c| c.body.contains("wave 1's exit criteria are not ticked")).count();
     assert_eq!(reply, 1, "wave 2 refused with a reply");
     s.tick("waves", &["wave-1-exit"], PM).await;
     s.comment("/wave start 2", PM).await;
@@ -213,14 +173,14 @@ async fn vt_014_piloted_rollout_goes_wave_by_wave() {
     s.comment("/pilot retro go", PM).await;
     s.close(PM).await;
     assert_eq!(s.status(), "status/released");
-    assert!(!s.gh().issue(REPO, 14).open);
+    assert!(!s.open_now());
     h.app.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn vt_001_incident_hotfix_goes_straight_to_released() {
     let h = harness().await;
-    let mut s = Story::open(&h, 1, &["type/incident-p0"], "").await;
+    let mut s = Story::open(&h, &["type/incident-p0"], "").await;
     assert!(s.labels().contains(&"lane/C".into()) && s.labels().contains(&"rollout/1-direct".into()));
     s.comment("/decide accept sprint=hotfix dev-release=2026-11-24", PM).await;
     s.add_label("status/in-dev", "dev1").await;
@@ -233,7 +193,7 @@ async fn vt_001_incident_hotfix_goes_straight_to_released() {
 
     // Anyone may ask why: the reply lists the recent decisions and their reasons.
     s.comment("/explain", "someone").await;
-    let explained = s.gh().issue(REPO, 1).comments.into_iter().find(|c| c.body.contains("Why rollgate did what it did")).expect("an /explain reply");
+    let explained = s.gh().issue(REPO, s.n).comments.into_iter().find(|c| c.body.contains("Why rollgate did what it did")).expect("an /explain reply");
     assert!(explained.body.contains("R1: incident-p0 goes to lane C"), "{}", explained.body);
     assert!(explained.body.contains("R9: dev-released → released"), "{}", explained.body);
     // Real line breaks, not the two characters `\n` (Rhai's backtick strings keep escapes as written).
@@ -244,7 +204,7 @@ async fn vt_001_incident_hotfix_goes_straight_to_released() {
 #[tokio::test]
 async fn a_type_change_outside_the_pm_role_is_reverted_on_the_tracker() {
     let h = harness().await;
-    let mut s = Story::open(&h, 8, &["type/bug", "scope/cross-client"], "").await;
+    let mut s = Story::open(&h, &["type/bug", "scope/cross-client"], "").await;
     assert!(s.labels().contains(&"rollout/2-notified".into()));
     s.add_label("rollout/4-piloted", "dev1").await;
     assert!(s.labels().contains(&"rollout/2-notified".into()));

@@ -158,6 +158,16 @@ impl<'e> Prepared<'e> {
     }
 }
 
+/// A decision as the audit keeps it: with who caused the event, and whether that was rollgate.
+fn audited(decision: &Decision, event: &Event, by_rollgate: bool) -> anyhow::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(decision)?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("actor".into(), event.actor.login.clone().into());
+        o.insert("by_rollgate".into(), by_rollgate.into());
+    }
+    Ok(v)
+}
+
 /// Marks the changes a person made that the decision refused (a blocking rule set the field
 /// back to what it was): they never took effect. Returns the fields refused.
 pub fn mark_refused(changes: &mut [HistoryEntry], decision: &Decision) -> BTreeSet<String> {
@@ -422,7 +432,7 @@ impl Processor {
             issue_key: key.to_string(),
             kind: event.kind.clone(),
             policy_version: policies.version.to_string(),
-            decision: serde_json::to_value(&decision).map_err(anyhow::Error::from)?,
+            decision: audited(&decision, event, me.caused(event))?,
             effects: serde_json::to_value(&applied).map_err(anyhow::Error::from)?,
             dry_run: tracker.is_none(),
             attempt: item.attempts + 1,
@@ -553,6 +563,8 @@ impl Processor {
         Ok(audit
             .into_iter()
             .rev()
+            // rollgate's own writes coming back decide nothing new: not worth a line in /explain.
+            .filter(|a| a.decision["by_rollgate"] != true)
             .take(RECENT_FOR_EXPLAIN)
             .map(|a| RecentDecision {
                 at: a.processed_at,

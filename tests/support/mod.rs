@@ -82,12 +82,10 @@ pub fn settings(dir: &std::path::Path, github: &FakeGithub) -> Settings {
     s
 }
 
-/// Whether `start`, `start_with` and `start_clocked` close the loop. Not yet by default:
-/// rollgate still takes its own echoes and their older snapshots for people's changes (issue
-/// 12), and several end-to-end tests fail on it. ROLLGATE_TEST_CLOSED_LOOP=1 closes it for
-/// every harness, to see where.
+/// Whether `start`, `start_with` and `start_clocked` close the loop: yes, as GitHub does
+/// (ROLLGATE_TEST_CLOSED_LOOP=0 opens it, to tell a loop problem from anything else).
 fn closed_loop_by_default() -> bool {
-    std::env::var("ROLLGATE_TEST_CLOSED_LOOP").is_ok_and(|v| v == "1")
+    std::env::var("ROLLGATE_TEST_CLOSED_LOOP").map_or(true, |v| v != "0")
 }
 
 pub struct Harness {
@@ -151,6 +149,17 @@ impl Harness {
         let body = serde_json::to_vec(payload).unwrap();
         let sig = sign(SECRET, &body);
         send(&self.http, &self.url(), event, delivery, body, Some(&sig)).await
+    }
+
+    /// The deliveries processed for these issues (audit order) whose id starts with `prefix`: a
+    /// test's own deliveries, told from the echoes of rollgate's writes the loop sends back.
+    pub async fn processed(&self, numbers: impl IntoIterator<Item = u64>, prefix: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for n in numbers {
+            let key = rollgate::model::IssueKey::github(REPO, n);
+            out.extend(self.app.store.audit(&key).await.unwrap().into_iter().map(|a| a.delivery).filter(|d| d.starts_with(prefix)));
+        }
+        out
     }
 
     /// Waits until the inbox holds nothing pending and, closed-loop, until the system is
