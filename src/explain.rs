@@ -51,14 +51,17 @@ pub async fn explain(store: &dyn Store, key: &IssueKey) -> anyhow::Result<String
     if !history.is_empty() {
         writeln!(out, "\nhistory:")?;
         for h in history {
+            // A refused change never took effect: shown, and said so.
+            let refused = h.refused.as_deref().map(|r| format!("  REFUSED ({r}), put back")).unwrap_or_default();
+            let by = if h.actor.is_empty() { "?".to_string() } else { h.actor.clone() };
             writeln!(
                 out,
-                "  {}  {:<24} {} -> {}  by {} ({})",
+                "  {}  {:<24} {} -> {}  by {} ({}){refused}",
                 h.at.format("%Y-%m-%d %H:%M:%S"),
                 h.field,
                 h.from.as_deref().unwrap_or("-"),
                 h.to.as_deref().unwrap_or("-"),
-                h.actor,
+                by,
                 h.source.as_str()
             )?;
         }

@@ -4,7 +4,7 @@
 mod support;
 
 use support::fake_github::Fault;
-use support::{echo_from_bot, issue_event, Harness, REPO, SECRET};
+use support::{issue_event, Harness, REPO, SECRET};
 use serde_json::json;
 
 fn sorted(labels: &[&str]) -> Vec<String> {

@@ -27,10 +27,15 @@ impl<'h> Story<'h> {
         &self.h.github
     }
 
-    /// A person adds a label (a second status beside the current one, as a person often does:
-    /// rollgate keeps one).
+    /// A person sets a label with GitHub's label picker: a status or rollout label replaces the
+    /// one there (two deliveries, the removal first), anything else is added.
     async fn add_label(&mut self, label: &str, actor: &str) {
-        self.gh().person(actor).add_labels(REPO, self.n, &[label]);
+        let prefix = label.split('/').next().unwrap_or("");
+        let old = self.labels().into_iter().find(|l| (prefix == "status" || prefix == "rollout") && l.starts_with(&format!("{prefix}/")) && l != label);
+        match old {
+            Some(old) => self.gh().person(actor).swap_label(REPO, self.n, &old, label, support::fake_github::SwapOrder::RemoveFirst),
+            None => self.gh().person(actor).add_labels(REPO, self.n, &[label]),
+        }
         self.h.quiet().await;
     }
 

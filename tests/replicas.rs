@@ -20,9 +20,11 @@ const EVENTS_PER_ISSUE: usize = 30;
 /// Far enough ahead that no playbook clock fires during the test (the fixtures are from 2019).
 const NOT_DUE: &str = "2027-06-01T10:00:00Z";
 
-/// The human's label changes on issue `n`, one delivery each: the issue is opened, typed,
-/// scoped, then a flag and a lane are toggled back and forth.
-fn script(n: u64) -> Vec<(String, Value)> {
+/// What people do on issue `n`, one delivery each: the issue is opened, typed, scoped, a flag
+/// is toggled, and people keep writing comments with a command rollgate does not know (each gets
+/// its own reply: a write per comment that never fights anyone over a label, so the per-process
+/// flap breaker plays no part in the outcome).
+fn script(n: u64) -> Vec<(String, &'static str, Value)> {
     let mut labels: Vec<&str> = Vec::new();
     let mut out = Vec::new();
     let steps: [(&str, &str); 6] = [
@@ -30,25 +32,42 @@ fn script(n: u64) -> Vec<(String, Value)> {
         ("labeled", "scope/single-client"),
         ("labeled", "needs/demo"),
         ("unlabeled", "needs/demo"),
-        ("labeled", "lane/C"),
-        ("unlabeled", "lane/C"),
+        ("comment", "Has anyone tried this?\n/frobnicate now"),
+        ("comment", "/frobnicate again"),
     ];
     for j in 0..EVENTS_PER_ISSUE {
-        let mut p = if j == 0 {
-            issue_event("issues.opened.json", n, &[], None)
+        let (event, mut p) = if j == 0 {
+            ("issues", issue_event("issues.opened.json", n, &[], None))
         } else {
-            let (action, label) = steps[(j - 1) % steps.len()];
-            if action == "labeled" {
-                labels.push(label);
-            } else {
-                labels.retain(|l| *l != label);
+            let (action, what) = steps[(j - 1) % steps.len()];
+            match action {
+                "comment" => {
+                    let mut p = issue_event("issue_comment.created.json", n, &labels, None);
+                    p["comment"]["id"] = json!(800_000 + n * 100 + j as u64);
+                    p["comment"]["body"] = json!(what);
+                    p["comment"]["user"] = json!({ "login": "sam", "type": "User" });
+                    ("issue_comment", p)
+                }
+                _ => {
+                    if action == "labeled" {
+                        labels.push(what);
+                    } else {
+                        labels.retain(|l| *l != what);
+                    }
+                    let fixture = if action == "labeled" { "issues.labeled.json" } else { "issues.unlabeled.json" };
+                    ("issues", issue_event(fixture, n, &labels, Some(what)))
+                }
             }
-            let fixture = if action == "labeled" { "issues.labeled.json" } else { "issues.unlabeled.json" };
-            issue_event(fixture, n, &labels, Some(label))
         };
-        p["issue"]["updated_at"] = json!(NOT_DUE);
+        // A minute apart by the tracker's clock, as a person's separate changes are.
+        let at = (chrono::DateTime::parse_from_rfc3339(NOT_DUE).unwrap() + chrono::Duration::minutes(j as i64)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        p["issue"]["updated_at"] = json!(at);
         p["issue"]["created_at"] = json!(NOT_DUE);
-        out.push((format!("d-{n}-{j:02}"), p));
+        if event == "issue_comment" {
+            p["comment"]["created_at"] = json!(at);
+            p["comment"]["updated_at"] = json!(at);
+        }
+        out.push((format!("d-{n}-{j:02}"), event, p));
     }
     out
 }
@@ -78,15 +97,16 @@ fn seed(github: &FakeGithub) {
 
 /// The reference: one in-process service on SQLite, no faults, the same deliveries.
 async fn reference() -> BTreeMap<u64, (BTreeSet<String>, BTreeMap<String, usize>)> {
-    let h = Harness::start_with(|s| s.database_url = format!("sqlite://{}", std::env::temp_dir().join(format!("rollgate-ref-{}.db", std::process::id())).display())).await;
+    // Open loop, as the replicas below: the script's changes are never made on the fake.
+    let h = Harness::start_open_loop_with(|s| s.database_url = format!("sqlite://{}", std::env::temp_dir().join(format!("rollgate-ref-{}.db", std::process::id())).display())).await;
     seed(&h.github);
     let mut tasks = Vec::new();
     for n in 1..=ISSUES {
         let (http, url) = (h.http.clone(), h.url());
         tasks.push(tokio::spawn(async move {
-            for (id, p) in script(n) {
+            for (id, event, p) in script(n) {
                 let (body, sig) = signed(&p);
-                let (status, _) = support::send(&http, &url, "issues", &id, body, Some(&sig)).await;
+                let (status, _) = send_as(&http, &url, event, &id, body, &sig).await;
                 assert_eq!(status, 202);
             }
         }));
@@ -102,14 +122,28 @@ async fn reference() -> BTreeMap<u64, (BTreeSet<String>, BTreeMap<String, usize>
 
 /// Sends one delivery to `primary`, or, when it does not answer (killed), to `fallback`, as
 /// GitHub redelivers an unacknowledged delivery. Returns the answer's status word.
-async fn deliver(http: &reqwest::Client, urls: &[String], first: usize, id: &str, p: &Value) -> String {
+async fn send_as(http: &reqwest::Client, url: &str, event: &str, id: &str, body: Vec<u8>, sig: &str) -> (u16, Value) {
+    let r = http
+        .post(format!("{url}/webhooks/github"))
+        .header("content-type", "application/json")
+        .header("x-github-event", event)
+        .header("x-github-delivery", id)
+        .header("x-hub-signature-256", sig)
+        .body(body)
+        .send()
+        .await
+        .expect("rollgate answers");
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn deliver(http: &reqwest::Client, urls: &[String], first: usize, event: &str, id: &str, p: &Value) -> String {
     let (body, sig) = signed(p);
     for attempt in 0..200 {
         let url = &urls[(first + attempt) % urls.len()];
         let sent = http
             .post(format!("{url}/webhooks/github"))
             .header("content-type", "application/json")
-            .header("x-github-event", "issues")
+            .header("x-github-event", event)
             .header("x-github-delivery", id)
             .header("x-hub-signature-256", &sig)
             .body(body.clone())
@@ -153,10 +187,10 @@ async fn two_replicas_one_killed_mid_burst_process_every_delivery_exactly_once()
         let (http, urls, sent) = (http.clone(), urls.clone(), sent.clone());
         tasks.push(tokio::spawn(async move {
             let mut answers = Vec::new();
-            for (j, (id, p)) in script(n).into_iter().enumerate() {
+            for (j, (id, event, p)) in script(n).into_iter().enumerate() {
                 let targets = urls.lock().unwrap().clone();
                 // Like a load balancer: deliveries alternate between the replicas.
-                answers.push(deliver(&http, &targets, (n as usize + j) % 2, &id, &p).await);
+                answers.push(deliver(&http, &targets, (n as usize + j) % 2, event, &id, &p).await);
                 sent.fetch_add(1, Ordering::Relaxed);
             }
             answers

@@ -8,17 +8,19 @@
 //! state nothing (`taken_in_by`), still runs in its turn, so order and the audit are kept.
 //!
 //! The other half must be by the same person, within `WINDOW` by the tracker's clock, with only
-//! that person's label changes of other fields in between (a label picker sends one delivery per
-//! label it changed): anything else in between (a comment, someone else, the same field) ends the
-//! search, so a later, separate change is never mistaken for it.
+//! that person's label changes of other fields (a label picker sends one delivery per label it
+//! changed) and rollgate's own echoes in between: anything else (a comment, someone else, the
+//! same field) ends the search, so a later, separate change is never mistaken for it.
 //!
 //! Why the inbox and not a read of the tracker: the inbox says who made the other half and when,
 //! so a later change by someone else is never mistaken for it; GitHub sends both halves at the
-//! same moment, so the other half is almost always there already. Only an emptying removal waits
-//! for it (the field would otherwise be judged empty), at most `WINDOW` after it arrived, checking
-//! again every `RECHECK`; the issue's later events wait behind it, which keeps per-issue order.
-//! An added second value never waits: the new value is known, and the old one is removed by the
-//! planner if the other half never comes.
+//! same moment, so the other half is almost always there already or a few milliseconds away. A
+//! half whose other half is not there yet waits for it, at most `WINDOW` after it arrived,
+//! checking again every `RECHECK`; the issue's later events wait behind it, which keeps per-issue
+//! order. Judged alone, an emptying removal would be judged empty, and an added second value
+//! would have rollgate remove the old label the person is removing too (or, refused, put it
+//! back and then judge the removal again). Past the window it is judged alone: a removal as the
+//! field emptied, an addition as old → new (the planner removes the old value).
 
 use super::facts::Me;
 use super::view;
@@ -84,14 +86,15 @@ fn wants(labels: &[String], changes: &[StatedChange], vocab: &Vocabulary) -> Vec
 }
 
 /// The other half of `event`'s swap among the issue's next deliveries `later`: its row and change.
-fn other_half(event: &Event, later: &[(i64, Event)], want: &Want, taken: &[(i64, Event)], vocab: &Vocabulary) -> Option<(i64, StatedChange)> {
+fn other_half(event: &Event, later: &[(i64, Event)], want: &Want, taken: &[(i64, Event)], vocab: &Vocabulary, me: &Me) -> Option<(i64, StatedChange)> {
     let field_of = |l: &str| vocab.field_of(l).map(|(f, _)| f.to_string());
     let wanted_field = match want {
         Want::Value { field } => field.clone(),
         Want::Removal { label } => field_of(label)?,
     };
     for (id, e) in later {
-        if taken.iter().any(|(t, _)| t == id) {
+        // rollgate's own writes coming back may fall between the halves: they change nothing.
+        if taken.iter().any(|(t, _)| t == id) || me.caused(e) {
             continue;
         }
         let same_person = e.actor.login.eq_ignore_ascii_case(&event.actor.login);
@@ -138,14 +141,14 @@ pub async fn settle(
     let later = store.pending_after(&event.issue.key, item.id, LOOK_AHEAD).await?;
     let mut absorbed: Vec<(i64, Event)> = Vec::new();
     for want in wanted {
-        match other_half(event, &later, &want, &absorbed, vocab) {
+        match other_half(event, &later, &want, &absorbed, vocab, me) {
             Some((id, c)) => {
                 let mut taken = later.iter().find(|(i, _)| *i == id).map(|(_, e)| e.clone()).expect("found among them");
                 taken.taken_in_by = Some(event.delivery.clone());
                 absorbed.push((id, taken));
                 changes.push(c);
             }
-            None if matches!(want, Want::Value { .. }) && now < event.received_at + WINDOW => {
+            None if now < event.received_at + WINDOW => {
                 return Ok(Settled::Wait((now + RECHECK).min(event.received_at + WINDOW)));
             }
             None => {}

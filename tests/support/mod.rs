@@ -114,6 +114,13 @@ impl Harness {
 
     /// A harness whose fake GitHub sends every change back to the service as GitHub does,
     /// rollgate's own changes included (see `fake_github::FakeGithub::deliver_to`).
+    /// A harness whose fake GitHub sends nothing back: for tests that deliver hand-made payloads
+    /// of changes they never make on the fake, where echoes of rollgate's writes would mix a
+    /// second, inconsistent story into theirs.
+    pub async fn start_open_loop_with(adjust: impl FnOnce(&mut Settings)) -> Harness {
+        Self::launch(adjust, std::sync::Arc::new(rollgate::clock::SystemClock), false).await
+    }
+
     pub async fn start_closed_loop() -> Harness {
         Self::start_closed_loop_with(|_| {}).await
     }
