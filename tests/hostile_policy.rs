@@ -60,3 +60,32 @@ async fn a_runaway_policy_fails_its_event_with_a_clear_message_and_the_service_k
     let health = h.http.get(format!("{}/healthz", h.url())).send().await.unwrap();
     assert_eq!(health.status(), 200);
 }
+
+/// A comment a rule fails on holds its issue only for the rule's own few attempts, and the
+/// person gets a short answer instead of silence; the issue's next event is then decided.
+#[tokio::test]
+async fn a_comment_the_rules_fail_on_gets_a_short_answer_and_does_not_hold_the_issue() {
+    let pack = tempfile::tempdir().unwrap();
+    copy_dir(&policies_dir(), pack.path());
+    let rule = r#"
+fn decide(issue, event, ctx) {
+    if event.comment != () && event.comment.body.contains("/boom") { loop { } }
+}
+"#;
+    std::fs::write(pack.path().join("rules/99-boom.rhai"), rule).unwrap();
+    // The default attempts (8): a policy failure still stops after its own 3.
+    let h = Harness::start_with(|s| s.policies = pack.path().to_path_buf()).await;
+    let n = h.github.person("someone").open_issue(REPO, "Login fails", "", &["type/bug", "scope/single-client"]);
+    h.quiet().await;
+    let comment = h.github.person("sam").comment(REPO, n, "Please look.\n/boom");
+    h.github.person("priya").add_labels(REPO, n, &["needs/demo"]);
+    h.quiet_within(std::time::Duration::from_secs(120)).await;
+    let dead = h.app.store.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    assert_eq!(dead[0].attempts, 3, "a rule failure is tried three times, not eight");
+    let answer = h.github.issue(REPO, n).comments.into_iter().find(|c| c.body.starts_with(&format!("<!-- rollgate:reply-{comment} -->"))).expect("an answer");
+    assert!(answer.body.contains("@sam") && answer.body.contains("99-boom") && answer.body.contains("nothing was changed"), "{}", answer.body);
+    assert!(answer.body.len() < 600, "short: {}", answer.body);
+    // The label added after the comment was decided (needs/demo on a lane-B bug promotes it).
+    assert!(h.github.labels(REPO, n).contains(&"lane/A".to_string()), "{:?}", h.github.labels(REPO, n));
+}
