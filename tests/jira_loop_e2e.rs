@@ -116,10 +116,10 @@ async fn deliveries_that_arrive_in_reverse_order_end_in_the_same_state() {
         let (l, key) = two_edits(order.clone()).await;
         let state = (l.value(&key, ROLLOUT), l.value(&key, LANE), l.value(&key, SCOPE), l.jira.comments(&key).len());
         assert_eq!(state, (Some("2 Notified".into()), Some("B".into()), Some("Cross-client".into()), 0), "{order:?}\n{}", support::jira_loop::recent(&l.jira));
-        // In order, the PM's changes need nothing from rollgate. Reversed, the scope change is
-        // judged first: the bug's default rollout for cross-client is the 2 the PM set, which
-        // rollgate writes (a PUT Jira ignores: the value is already there) before the PM's own
-        // delivery arrives (a known gap: deliveries are judged in arrival order).
+        // In order, the PM's changes need nothing from rollgate. Reversed, when the scope change
+        // is judged before the PM's rollout delivery has arrived (it is not yet waiting in the
+        // inbox to go first), the bug's default rollout for cross-client is the 2 the PM set:
+        // rollgate writes it (a PUT Jira takes as no change) before the PM's delivery comes.
         let most = if matches!(order, Release::AsHappened) { 1 } else { 2 };
         assert!(l.jira.writes_on(&key) <= most, "{order:?}: {:?}", l.jira.write_log());
         l.app.stop().await.unwrap();

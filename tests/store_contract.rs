@@ -220,6 +220,37 @@ async fn replicas_count_each_other_by_heartbeat(kind: &str) {
     assert_eq!(b.heartbeat(later).await.unwrap(), want(2), "{kind}: and counts again when it is back");
 }
 
+/// A delivery that arrived after a later change of its issue goes first: its event and the
+/// head's trade rows, the head's lease is given back, and nothing is lost, doubled or left
+/// leased. A reorder against rows that moved on changes nothing.
+async fn an_earlier_change_that_arrived_late_trades_places_with_the_head(kind: &str) {
+    let (a, b, _dir) = two(kind).await;
+    let now = Utc::now();
+    a.enqueue_batch(&[event(7, "later-change", now), event(7, "earlier-change", now), event(8, "other", now)]).await.unwrap();
+    let items = a.claim(now, 10, LEASE).await.unwrap();
+    let head = items.iter().find(|i| i.event.delivery.as_str() == "later-change").unwrap();
+    let waiting = a.pending_after(&head.event.issue.key, head.id, 10).await.unwrap();
+    assert_eq!(waiting.iter().map(|(_, e)| e.delivery.as_str()).collect::<Vec<_>>(), ["earlier-change"], "{kind}");
+    // Another replica cannot trade rows it does not hold.
+    assert!(!b.reorder(head.id, waiting[0].0).await.unwrap(), "{kind}: not b's lease");
+    assert!(a.reorder(head.id, waiting[0].0).await.unwrap(), "{kind}");
+    let next = b.claim(now, 10, LEASE).await.unwrap();
+    assert_eq!(next.iter().map(|i| i.event.delivery.as_str()).collect::<Vec<_>>(), ["earlier-change"], "{kind}: the earlier change runs first, in the head's row");
+    assert_eq!(next[0].id, head.id, "{kind}");
+    b.complete(completion(next[0].id, &next[0].event, now)).await.unwrap();
+    let last = b.claim(now, 10, LEASE).await.unwrap();
+    assert_eq!(last.iter().map(|i| i.event.delivery.as_str()).collect::<Vec<_>>(), ["later-change"], "{kind}");
+    b.complete(completion(last[0].id, &last[0].event, now)).await.unwrap();
+    let other = items.iter().find(|i| i.event.delivery.as_str() == "other").unwrap();
+    a.complete(completion(other.id, &other.event, now)).await.unwrap();
+    let stats = a.inbox_stats().await.unwrap();
+    assert_eq!((stats.done, stats.pending), (3, 0), "{kind}");
+    // Done rows cannot be traded.
+    assert!(!a.reorder(head.id, waiting[0].0).await.unwrap(), "{kind}");
+    // A duplicate of a traded delivery is still a duplicate.
+    assert_eq!(a.enqueue(&event(7, "earlier-change", now)).await.unwrap(), Inserted::Duplicate, "{kind}");
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $( #[tokio::test] async fn $name() { super::$name("sqlite").await } )* }
@@ -234,6 +265,7 @@ both!(
     a_retry_holds_back_only_its_issue,
     timers_and_jobs_happen_once_across_replicas,
     replicas_count_each_other_by_heartbeat,
+    an_earlier_change_that_arrived_late_trades_places_with_the_head,
 );
 
 /// SQLite's count of the times a writer started the WAL over, from the WAL file's header

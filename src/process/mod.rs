@@ -29,6 +29,8 @@ use tracing::Instrument;
 pub const BOT: &str = "rollgate";
 /// Decisions `/explain` shows.
 const RECENT_FOR_EXPLAIN: usize = 10;
+/// How many of an issue's waiting deliveries are looked through for one that happened earlier.
+const REORDER_LOOK_AHEAD: usize = 20;
 
 #[derive(Default, Clone)]
 pub struct Trackers {
@@ -248,6 +250,15 @@ impl Processor {
         if me.is(&event.issue.author) {
             return self.record_own_issue(item, policies).await;
         }
+        // Deliveries of one issue can arrive out of the tracker's order (one was late): when the
+        // issue's next deliveries hold one that happened before this one, it goes first, so
+        // each change is judged against what came before it, by whoever made it.
+        if let Some(earlier) = self.earlier_pending(item).await? {
+            if self.store.reorder(item.id, earlier).await? {
+                tracing::debug!("a delivery of an earlier change is waiting: it goes first");
+                return Ok(());
+            }
+        }
         let state = self.store.issue_state(key).await?;
         let (mut stored, mut bot_comments) = match state {
             Some(s) => (Some(s.snapshot), s.bot_comments),
@@ -455,6 +466,21 @@ impl Processor {
             })
             .await?;
         Ok(())
+    }
+
+    /// The issue's next pending delivery that happened, by the tracker's clock, before this one
+    /// (the earliest of them). Timers run at their due time and are never moved.
+    async fn earlier_pending(&self, item: &InboxItem) -> anyhow::Result<Option<i64>> {
+        let event = &item.event;
+        if event.kind.starts_with("timer.") {
+            return Ok(None);
+        }
+        let later = self.store.pending_after(&event.issue.key, item.id, REORDER_LOOK_AHEAD).await?;
+        Ok(later
+            .into_iter()
+            .filter(|(_, e)| !e.kind.starts_with("timer.") && e.occurred_at < event.occurred_at)
+            .min_by_key(|(id, e)| (e.occurred_at, *id))
+            .map(|(id, _)| id))
     }
 
     /// A person's comment the rules could not act on gets a short answer instead of silence:

@@ -206,6 +206,11 @@ pub trait Store: Send + Sync + 'static {
     /// Gives the event back, untried, to be claimed again at `at` (its issue's later events wait
     /// behind it): a label swap's first half waiting briefly for its second.
     async fn postpone(&self, id: i64, at: DateTime<Utc>) -> anyhow::Result<()>;
+    /// Puts the event of row `earlier` (pending, behind `head` in its issue, not leased) in row
+    /// `head` (leased by this owner) and the head's event in its place, and gives the head row
+    /// back to be claimed at once: the issue's events then run in the tracker's order when
+    /// deliveries arrived out of it. False, changing nothing, when either row moved on.
+    async fn reorder(&self, head: i64, earlier: i64) -> anyhow::Result<bool>;
     /// The issue's pending events after inbox row `after`, in order (at most `limit`).
     async fn pending_after(&self, key: &IssueKey, after: i64, limit: usize) -> anyhow::Result<Vec<(i64, Event)>>;
     /// Whether a comment revision (comment id, revision time in ms) was already acted on.

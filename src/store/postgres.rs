@@ -339,6 +339,54 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn reorder(&self, head: i64, earlier: i64) -> anyhow::Result<bool> {
+        let mut tx = self.work.begin().await?;
+        let read = |id: i64| {
+            sqlx::query("SELECT delivery_id, kind, event, received_at, attempts FROM inbox WHERE id = $1 AND status = 'pending'").bind(id)
+        };
+        let (Some(h), Some(e)) = (read(head).fetch_optional(&mut *tx).await?, read(earlier).fetch_optional(&mut *tx).await?) else {
+            return Ok(false);
+        };
+        // The delivery id is unique: the head's is moved aside first.
+        let moved = sqlx::query("UPDATE inbox SET delivery_id = $1 WHERE id = $2 AND lease_owner = $3")
+            .bind(format!("~reorder~{}", h.get::<String, _>("delivery_id")))
+            .bind(head)
+            .bind(&self.owner)
+            .execute(&mut *tx)
+            .await?;
+        if moved.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let put = "UPDATE inbox SET delivery_id = $1, kind = $2, event = $3, received_at = $4, attempts = $5,
+                                    next_attempt_at = 0, lease_owner = NULL, lease_until = 0
+                   WHERE id = $6 AND status = 'pending'";
+        let taken = sqlx::query(&format!("{put} AND lease_owner IS NULL"))
+            .bind(h.get::<String, _>("delivery_id"))
+            .bind(h.get::<String, _>("kind"))
+            .bind(h.get::<String, _>("event"))
+            .bind(h.get::<i64, _>("received_at"))
+            .bind(h.get::<i32, _>("attempts"))
+            .bind(earlier)
+            .execute(&mut *tx)
+            .await?;
+        if taken.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(put)
+            .bind(e.get::<String, _>("delivery_id"))
+            .bind(e.get::<String, _>("kind"))
+            .bind(e.get::<String, _>("event"))
+            .bind(e.get::<i64, _>("received_at"))
+            .bind(e.get::<i32, _>("attempts"))
+            .bind(head)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn pending_after(&self, key: &IssueKey, after: i64, limit: usize) -> anyhow::Result<Vec<(i64, Event)>> {
         let rows = sqlx::query(
             "SELECT id, event FROM inbox WHERE issue_key = $1 AND status = 'pending' AND id > $2 ORDER BY id LIMIT $3",

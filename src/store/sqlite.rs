@@ -457,6 +457,55 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn reorder(&self, head: i64, earlier: i64) -> anyhow::Result<bool> {
+        let _writing = self.write_lock(false).await;
+        let mut tx = self.pool.begin().await?;
+        let read = |id: i64| {
+            sqlx::query("SELECT delivery_id, kind, event, received_at, attempts FROM inbox WHERE id = ? AND status = 'pending'").bind(id)
+        };
+        let (Some(h), Some(e)) = (read(head).fetch_optional(&mut *tx).await?, read(earlier).fetch_optional(&mut *tx).await?) else {
+            return Ok(false);
+        };
+        // The delivery id is unique: the head's is moved aside first.
+        let moved = sqlx::query("UPDATE inbox SET delivery_id = ? WHERE id = ? AND lease_owner = ?")
+            .bind(format!("~reorder~{}", h.get::<String, _>("delivery_id")))
+            .bind(head)
+            .bind(&self.owner)
+            .execute(&mut *tx)
+            .await?;
+        if moved.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let put = "UPDATE inbox SET delivery_id = ?, kind = ?, event = ?, received_at = ?, attempts = ?,
+                                    next_attempt_at = 0, lease_owner = NULL, lease_until = 0
+                   WHERE id = ? AND status = 'pending'";
+        let taken = sqlx::query(&format!("{put} AND lease_owner IS NULL"))
+            .bind(h.get::<String, _>("delivery_id"))
+            .bind(h.get::<String, _>("kind"))
+            .bind(h.get::<String, _>("event"))
+            .bind(h.get::<i64, _>("received_at"))
+            .bind(h.get::<i64, _>("attempts"))
+            .bind(earlier)
+            .execute(&mut *tx)
+            .await?;
+        if taken.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(put)
+            .bind(e.get::<String, _>("delivery_id"))
+            .bind(e.get::<String, _>("kind"))
+            .bind(e.get::<String, _>("event"))
+            .bind(e.get::<i64, _>("received_at"))
+            .bind(e.get::<i64, _>("attempts"))
+            .bind(head)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn pending_after(&self, key: &IssueKey, after: i64, limit: usize) -> anyhow::Result<Vec<(i64, Event)>> {
         let rows = sqlx::query(
             "SELECT id, event FROM inbox WHERE issue_key = ? AND status = 'pending' AND id > ? ORDER BY id LIMIT ?",
