@@ -274,14 +274,7 @@ impl Processor {
                 stored = Some(t.get_issue(key).await?);
             }
         }
-        let (changes, absorbed) = match swap::settle(self.store.as_ref(), item, stored.as_ref(), vocab, &me, self.clock.now()).await? {
-            swap::Settled::Go { changes, absorbed } => (changes, absorbed),
-            swap::Settled::Wait(until) => {
-                tracing::debug!(%until, "half a label swap: waiting for the other half");
-                self.store.postpone(item.id, until).await?;
-                return Ok(());
-            }
-        };
+        let swap::Settled { changes, absorbed } = swap::settle(self.store.as_ref(), item, stored.as_ref(), vocab, &me, self.clock.now()).await?;
         let mut prepared = Prepared::new(policies, event, &changes, stored.as_ref(), &bot_comments, &me);
         // A comment revision is acted on once, whatever delivery brings it (Jira sends each
         // comment twice; a replayed delivery has a new id).

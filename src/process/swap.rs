@@ -15,9 +15,9 @@
 //! Why the inbox and not a read of the tracker: the inbox says who made the other half and when,
 //! so a later change by someone else is never mistaken for it; GitHub sends both halves at the
 //! same moment, so the other half is almost always there already or a few milliseconds away. A
-//! half whose other half is not there yet waits for it, at most `WINDOW` after it arrived,
-//! checking again every `RECHECK`; the issue's later events wait behind it, which keeps per-issue
-//! order. Judged alone, an emptying removal would be judged empty, and an added second value
+//! half whose other half is not there yet waits for it (its worker holds the issue, checking the
+//! inbox again every `RECHECK`), at most `WINDOW`, and only while it is fresh; the issue's later
+//! events wait behind it, which keeps per-issue order. Judged alone, an emptying removal would be judged empty, and an added second value
 //! would have rollgate remove the old label the person is removing too (or, refused, put it
 //! back and then judge the removal again). Past the window it is judged alone: a removal as the
 //! field emptied, an addition as old → new (the planner removes the old value).
@@ -32,16 +32,15 @@ use chrono::{DateTime, Duration, Utc};
 /// How far apart (tracker time, and after arrival) the two halves of a swap may be.
 pub const WINDOW: Duration = Duration::seconds(3);
 /// How often a waiting half looks for its other half again.
-const RECHECK: Duration = Duration::milliseconds(250);
+const RECHECK: std::time::Duration = std::time::Duration::from_millis(100);
 /// How many of the issue's later deliveries are looked through.
 const LOOK_AHEAD: usize = 20;
 
+/// The changes to judge an event with; `absorbed` are the inbox rows taken in, rewritten.
 #[derive(Debug, PartialEq)]
-pub enum Settled {
-    /// Judge the event with these changes; `absorbed` are the inbox rows taken in.
-    Go { changes: Vec<StatedChange>, absorbed: Vec<(i64, Event)> },
-    /// Give the event back until then: its other half may still arrive.
-    Wait(DateTime<Utc>),
+pub struct Settled {
+    pub changes: Vec<StatedChange>,
+    pub absorbed: Vec<(i64, Event)>,
 }
 
 /// The other half a change needs to be a whole swap.
@@ -119,7 +118,10 @@ fn other_half(event: &Event, later: &[(i64, Event)], want: &Want, taken: &[(i64,
     None
 }
 
-/// The changes to judge `item` with, or how long it should wait for the rest of a swap.
+/// The changes to judge `item` with: its own, and the other half of its swap when there is one.
+/// Waits for a half that has not arrived yet, as long as the event is fresh (arrived less than
+/// `WINDOW` ago by rollgate's clock) and for at most `WINDOW` of real time: how long a delivery
+/// takes to travel is the network's time, whatever clock the rules run on.
 pub async fn settle(
     store: &dyn Store,
     item: &InboxItem,
@@ -132,29 +134,33 @@ pub async fn settle(
     let mut changes = event.stated();
     // rollgate's own changes come back as no-ops; a first sighting has no value to swap out.
     let Some(stored) = stored.filter(|_| !me.caused(event)) else {
-        return Ok(Settled::Go { changes, absorbed: Vec::new() });
+        return Ok(Settled { changes, absorbed: Vec::new() });
     };
     let wanted = wants(&view::labels(stored, vocab), &changes, vocab);
     if wanted.is_empty() {
-        return Ok(Settled::Go { changes, absorbed: Vec::new() });
+        return Ok(Settled { changes, absorbed: Vec::new() });
     }
-    let later = store.pending_after(&event.issue.key, item.id, LOOK_AHEAD).await?;
+    let fresh = now < event.received_at + WINDOW;
+    let waiting_since = tokio::time::Instant::now();
+    let mut later = store.pending_after(&event.issue.key, item.id, LOOK_AHEAD).await?;
     let mut absorbed: Vec<(i64, Event)> = Vec::new();
     for want in wanted {
-        match other_half(event, &later, &want, &absorbed, vocab, me) {
-            Some((id, c)) => {
+        loop {
+            if let Some((id, c)) = other_half(event, &later, &want, &absorbed, vocab, me) {
                 let mut taken = later.iter().find(|(i, _)| *i == id).map(|(_, e)| e.clone()).expect("found among them");
                 taken.taken_in_by = Some(event.delivery.clone());
                 absorbed.push((id, taken));
                 changes.push(c);
+                break;
             }
-            None if now < event.received_at + WINDOW => {
-                return Ok(Settled::Wait((now + RECHECK).min(event.received_at + WINDOW)));
+            if !fresh || waiting_since.elapsed() >= WINDOW.to_std().expect("a positive window") {
+                break;
             }
-            None => {}
+            tokio::time::sleep(RECHECK).await;
+            later = store.pending_after(&event.issue.key, item.id, LOOK_AHEAD).await?;
         }
     }
-    Ok(Settled::Go { changes, absorbed })
+    Ok(Settled { changes, absorbed })
 }
 
 #[cfg(test)]

@@ -203,9 +203,6 @@ pub trait Store: Send + Sync + 'static {
     /// owner no longer holds the lease (another worker took the event over).
     async fn complete(&self, c: Completion) -> anyhow::Result<()>;
     async fn retry_at(&self, id: i64, error: &str, at: DateTime<Utc>) -> anyhow::Result<()>;
-    /// Gives the event back, untried, to be claimed again at `at` (its issue's later events wait
-    /// behind it): a label swap's first half waiting briefly for its second.
-    async fn postpone(&self, id: i64, at: DateTime<Utc>) -> anyhow::Result<()>;
     /// Puts the event of row `earlier` (pending, behind `head` in its issue, not leased) in row
     /// `head` (leased by this owner) and the head's event in its place, and gives the head row
     /// back to be claimed at once: the issue's events then run in the tracker's order when

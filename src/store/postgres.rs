@@ -326,19 +326,6 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn postpone(&self, id: i64, at: DateTime<Utc>) -> anyhow::Result<()> {
-        sqlx::query(
-            "UPDATE inbox SET next_attempt_at = $1, lease_owner = NULL, lease_until = 0
-             WHERE id = $2 AND status = 'pending' AND lease_owner = $3",
-        )
-        .bind(to_ms(at))
-        .bind(id)
-        .bind(&self.owner)
-        .execute(&self.work)
-        .await?;
-        Ok(())
-    }
-
     async fn reorder(&self, head: i64, earlier: i64) -> anyhow::Result<bool> {
         let mut tx = self.work.begin().await?;
         let read = |id: i64| {

@@ -443,20 +443,6 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn postpone(&self, id: i64, at: DateTime<Utc>) -> anyhow::Result<()> {
-        let _writing = self.write_lock(false).await;
-        sqlx::query(
-            "UPDATE inbox SET next_attempt_at = ?, lease_owner = NULL, lease_until = 0
-             WHERE id = ? AND status = 'pending' AND lease_owner = ?",
-        )
-        .bind(to_ms(at))
-        .bind(id)
-        .bind(&self.owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     async fn reorder(&self, head: i64, earlier: i64) -> anyhow::Result<bool> {
         let _writing = self.write_lock(false).await;
         let mut tx = self.pool.begin().await?;
