@@ -1,6 +1,7 @@
 //! Host functions policies may call. They are pure (no I/O at call time): the calendar and the
 //! templates were loaded with the policy set.
 
+use super::people_text;
 use crate::clock::calendar::{parse_date, Calendar};
 use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString, Map};
 use std::sync::Arc;
@@ -15,6 +16,11 @@ fn instant(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&chrono::Utc))
         .map_err(|_| format!("{s:?} is not an RFC 3339 time").into())
+}
+
+/// A value as the text a comment shows: nothing for `()` (a missing answer or option).
+fn as_text(value: &Dynamic) -> String {
+    if value.is_unit() { String::new() } else { value.to_string() }
 }
 
 pub fn register(engine: &mut Engine, calendar: Arc<Calendar>, templates: Arc<minijinja::Environment<'static>>) {
@@ -54,6 +60,11 @@ pub fn register(engine: &mut Engine, calendar: Arc<Calendar>, templates: Arc<min
     engine.register_fn("join", |list: rhai::Array, sep: ImmutableString| -> String {
         list.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(&sep)
     });
+    // People's text (titles, client names, command arguments) entering a comment the rule
+    // builds itself; templates escape their values on their own (see `people_text`).
+    engine.register_fn("inline", |text: Dynamic| people_text::inline(&as_text(&text)));
+    engine.register_fn("code_span", |text: Dynamic| people_text::code_span(&as_text(&text)));
+    engine.register_fn("one_line", |text: Dynamic| people_text::one_line(&as_text(&text)));
     engine.register_fn("render", move |name: ImmutableString, vars: Map| -> Result<String> {
         let template = templates.get_template(&name).map_err(|_| format!("no template {name:?} in templates/"))?;
         let vars: serde_json::Value = rhai::serde::from_dynamic(&Dynamic::from_map(vars))?;
