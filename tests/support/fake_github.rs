@@ -394,6 +394,13 @@ async fn list_comments(
     Json(items).into_response()
 }
 
+/// GitHub refuses a comment body over 65,536 characters, with this answer.
+fn too_long(body: &Value) -> Option<Response> {
+    let chars = body["body"].as_str().map_or(0, |b| b.chars().count());
+    let error = json!({ "resource": "IssueComment", "code": "unprocessable", "field": "data", "message": "Body is too long (maximum is 65536 characters)" });
+    (chars > 65_536).then(|| (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "message": "Validation Failed", "errors": [error] }))).into_response())
+}
+
 async fn create_comment(
     State(f): State<Shared>,
     h: HeaderMap,
@@ -401,6 +408,9 @@ async fn create_comment(
     Json(body): Json<Value>,
 ) -> Response {
     enter!(f, h);
+    if let Some(refused) = too_long(&body) {
+        return refused;
+    }
     let repo = format!("{o}/{r}");
     f.write(format!("POST comment {repo}#{n}"));
     let c = {
@@ -422,6 +432,9 @@ async fn update_comment(
     Json(body): Json<Value>,
 ) -> Response {
     enter!(f, h);
+    if let Some(refused) = too_long(&body) {
+        return refused;
+    }
     f.write(format!("EDIT comment {id}"));
     let mut w = f.world.lock().unwrap();
     for i in w.issues.values_mut() {
