@@ -8,9 +8,9 @@
 //! store one text and post another.
 //!
 //! Where it cuts: at a line break when the kept part has one (else inside the line), never
-//! inside the hidden marker on the first line, and it closes what the kept part left open (a
-//! `<!--` comment, a code fence, `<details>` blocks), so the note it adds is seen and the rest
-//! of the tracker's page is not swallowed.
+//! inside the hidden marker on the first line; it closes what the kept part left open (a code
+//! fence, `<details>` blocks) and drops an unfinished `<!--`, so the note it adds is seen and
+//! the rest of the tracker's page is not swallowed.
 
 use crate::tracker::CommentLimit;
 
