@@ -43,7 +43,8 @@ pub fn one_line(text: &str) -> String {
 }
 
 /// A person's text as Markdown prose that renders as the same characters: on one line, with
-/// every character that could start inline structure escaped (`\*`, `\[`, `\|`, …), `<`, `>`
+/// every character that could start inline structure escaped (`\*`, `\[`, `\|`, a `_` that is
+/// not inside a word, …), `<`, `>`
 /// and `&` as entities (so no `<!--`, `-->` or tag appears in the source at all, not even an
 /// escaped one that a line-based reader would still find), a line-start marker (`#`, `-`, `+`,
 /// `=`, `1.`) escaped in case a template puts the text first on a line, and mentions defused.
@@ -56,6 +57,9 @@ pub fn inline(text: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),
+            // Inside a word (`snake_case`, a URL's path) `_` cannot start or end emphasis:
+            // left bare, so names read as written and autolinks stay whole.
+            '_' if prev.is_some_and(char::is_alphanumeric) && text[i + 1..].starts_with(char::is_alphanumeric) => out.push('_'),
             '\\' | '`' | '*' | '_' | '~' | '[' | ']' | '|' | '$' => {
                 out.push('\\');
                 out.push(c);

@@ -33,6 +33,7 @@ const HOSTILE: &[&str] = &[
     "a\r\nb\u{2028}c\u{85}d\u{0B}e",
     "```",
     "back\\slash \\*",
+    "_em_ a_b_ _c __strong__ x_*y*_z",
     "&lt;!-- entity --&gt; &#64;priya",
 ];
 
@@ -72,7 +73,7 @@ fn mentions_are_defused_but_email_addresses_are_left_alone() {
 
 #[test]
 fn ordinary_text_is_unchanged() {
-    for plain in ["Adani Karaikal", "GPS drift at the Hazira yard (v2.1), again", "Rollout: 3 clients, 2 waves", " "] {
+    for plain in ["Adani Karaikal", "GPS drift at the Hazira yard (v2.1), again", "Rollout: 3 clients, 2 waves", " ", "gps_drift_fix", "https://github.com/my_org/my_repo/issues/12"] {
         assert_eq!(inline(plain), plain);
     }
 }
