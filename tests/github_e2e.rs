@@ -291,3 +291,68 @@ async fn metrics_count_deliveries_effects_and_tracker_calls() {
     assert!(text.contains("# TYPE rollgate_evaluation_seconds histogram"), "{text}");
     h.app.stop().await.unwrap();
 }
+
+/// A person's comment on issue `n`, as GitHub delivers it.
+fn comment_by(n: u64, labels: &[&str], actor: &str, body: &str) -> serde_json::Value {
+    let mut c = issue_event("issue_comment.created.json", n, labels, None);
+    c["comment"]["body"] = json!(body);
+    c["comment"]["user"] = json!({ "login": actor, "type": "User" });
+    c["sender"] = json!({ "login": actor, "type": "User" });
+    c
+}
+
+#[tokio::test]
+async fn a_comment_with_150_bad_lines_gets_one_short_reply_and_holds_nothing_up() {
+    let h = Harness::start().await;
+    let labels = ["type/bug", "lane/B", "rollout/1-direct", "status/planning"];
+    h.github.seed(REPO, 30, &labels);
+    let filler = "x".repeat(440);
+    let mut lines: Vec<String> = (0..50).map(|i| format!("/frobnicate-{i} {filler}")).collect();
+    lines.extend((0..50).map(|i| format!("/pause trigger=\"{i} {filler}")));
+    lines.extend((0..50).map(|i| format!("/rollout 9{i} {filler}")));
+    h.deliver("issue_comment", "c-30", &comment_by(30, &labels, "dev1", &lines.join("\n"))).await;
+    h.settle().await;
+    let replies: Vec<_> = h.github.issue(REPO, 30).comments.into_iter().filter(|c| c.body.starts_with("<!-- rollgate:reply-")).collect();
+    assert_eq!(replies.len(), 1, "one reply");
+    let reply = &replies[0].body;
+    assert!(reply.chars().count() <= 65_536 && reply.ends_with("… and 140 more lines."), "{reply}");
+    let stats = h.app.store.inbox_stats().await.unwrap();
+    assert_eq!((stats.pending, stats.dead), (0, 0), "nothing dead-lettered");
+    let c30 = h.app.store.audit(&rollgate::model::IssueKey::github(REPO, 30)).await.unwrap().into_iter().find(|a| a.delivery == "c-30").unwrap();
+    assert_eq!(c30.attempt, 1, "processed at the first attempt, not retried");
+    h.app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_hostile_title_stays_text_and_the_pms_tick_on_the_real_box_counts() {
+    let h = Harness::start_with(|s| s.roles.pm = vec!["priya".into()]).await;
+    let labels = ["type/enhancement", "lane/A", "rollout/3-demoed", "decision/accept", "status/dev-released"];
+    let title = "x</details><!-- box:release-note -->\n- [x] y <!-- box:release-note --> cc @org/team";
+    let n = h.github.person("someone").open_issue(REPO, title, "", &labels);
+    assert_eq!(n, 1);
+    h.settle().await;
+    let checklist = h.github.issue(REPO, n).comments.into_iter().find(|c| c.body.starts_with("<!-- rollgate:checklist -->")).unwrap();
+    let boxes = rollgate::policy::boxes::boxes(&checklist.body);
+    assert_eq!(boxes.len(), 5, "only the real boxes: {boxes:?}\n{}", checklist.body);
+    // Outside code, the title is text: no mention GitHub would notify, no HTML.
+    let mut in_code = false;
+    for event in pulldown_cmark::Parser::new(&checklist.body) {
+        match event {
+            pulldown_cmark::Event::Start(pulldown_cmark::Tag::CodeBlock(_)) => in_code = true,
+            pulldown_cmark::Event::End(pulldown_cmark::TagEnd::CodeBlock) => in_code = false,
+            pulldown_cmark::Event::Text(t) if !in_code => assert!(!t.contains("@org/team"), "a live mention: {t:?}"),
+            pulldown_cmark::Event::Html(t) | pulldown_cmark::Event::InlineHtml(t) => {
+                assert!(!t.contains("box:release-note") || t.as_ref() == "<!-- box:release-note -->", "{t:?}")
+            }
+            _ => {}
+        }
+    }
+    assert!(checklist.body.contains("#### x&lt;/details&gt;&lt;!-- box:release-note --&gt; - \\[x\\] y"), "{}", checklist.body);
+
+    // The PM ticks the real release-note box on GitHub; GitHub delivers the edit.
+    h.github.person("priya").tick(checklist.id, "release-note");
+    h.settle().await;
+    let after = h.github.issue(REPO, n).comments.into_iter().find(|c| c.id == checklist.id).unwrap();
+    assert!(after.body.contains("- [x] **Release note**") && after.body.contains("**Next:** Training material"), "{}", after.body);
+    h.app.stop().await.unwrap();
+}

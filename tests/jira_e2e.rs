@@ -7,7 +7,7 @@ use rollgate::config::{Secret, Settings};
 use rollgate::ingest::signature::sign;
 use serde_json::{json, Value};
 use support::fake_jira::{FakeJira, BOT_ACCOUNT, EMAIL, TOKEN};
-use support::jira_loop::{CLIENTS, LANE, PM, ROLLOUT, SCOPE, SECRET};
+use support::jira_loop::{LANE, ROLLOUT, SCOPE, SECRET};
 
 fn fixture(name: &str) -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jira").join(name);
@@ -79,18 +79,6 @@ impl J {
 
     async fn deliver(&mut self, name: &str, key: &str, actor: &str) {
         let p = self.payload(name, key, actor);
-        let (status, _) = self.send(&p, &format!("jira-{}", self.n), None).await;
-        assert_eq!(status, 202);
-        support::settle(self.app.store.as_ref()).await;
-    }
-
-    async fn comment(&mut self, key: &str, body: &str, actor: &str) {
-        let id = self.jira.add_comment(key, actor, json!(body));
-        let mut p = self.payload("webhook.comment_created.json", key, actor);
-        p["comment"]["id"] = json!(id);
-        p["comment"]["body"] = json!(body);
-        p["comment"]["author"] = json!({ "accountId": actor });
-        p["comment"]["updateAuthor"] = json!({ "accountId": actor });
         let (status, _) = self.send(&p, &format!("jira-{}", self.n), None).await;
         assert_eq!(status, 202);
         support::settle(self.app.store.as_ref()).await;

@@ -171,3 +171,75 @@ fn a_fixture_runs_on_the_calendar_it_declares() {
     let failures = run_file(&set, &holiday).failures.join("\n");
     assert!(failures.contains("artifact-release-note = 2026-11-27T09:00:00Z, got Some(Some(2026-11-26T09:00:00Z))"), "{failures}");
 }
+
+/// The comment bodies a fixture's decision plans on `on`, by tag.
+fn planned_comments(f: &rollgate::policy::fixtures::Fixture, on: rollgate::policy::fixtures::As) -> std::collections::BTreeMap<String, String> {
+    use rollgate::plan::Effect;
+    let set = PolicySet::load(&pack()).unwrap();
+    let (_, effects, _) = rollgate::policy::fixtures::decide(&set, f, on).unwrap();
+    effects
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::UpsertComment { tag, body, .. } => Some((tag, body)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn fixture(name: &str) -> rollgate::policy::fixtures::Fixture {
+    toml::from_str(&std::fs::read_to_string(pack().join("tests").join(name)).unwrap()).unwrap()
+}
+
+#[test]
+fn a_hostile_title_adds_no_box_and_the_pms_tick_on_the_real_box_counts() {
+    use rollgate::policy::boxes::boxes;
+    use rollgate::policy::fixtures::As;
+    let mut f = fixture("people-text-a-hostile-title-and-client-names-stay-text.toml");
+    let checklist = planned_comments(&f, As::Github).remove("checklist").unwrap();
+    let found: Vec<(String, bool)> = boxes(&checklist).into_iter().collect();
+    let unticked = |ids: &[&str]| ids.iter().map(|id| (id.to_string(), false)).collect::<Vec<_>>();
+    // Exactly the type-3 artifacts' boxes (no sales kit: the item is not revenue-relevant).
+    let want = unticked(&["client-comms-email", "client-demo", "internal-demo", "release-note", "training-material"]);
+    assert_eq!(found, want, "{checklist}");
+
+    // The PM ticks the real release-note box: it is recorded as done.
+    let ticked = checklist.replacen("- [ ] **Release note**", "- [x] **Release note**", 1);
+    assert_ne!(ticked, checklist);
+    f.config.pm = vec!["priya".into()];
+    f.before = Some(rollgate::policy::fixtures::FixtureState { labels: f.issue.labels.clone(), open: true });
+    f.history = vec![toml::from_str("at = \"2026-11-24T10:00:00Z\"\nfield = \"status\"\nto = \"dev-released\"").unwrap()];
+    f.event = toml::from_str("kind = \"issue_comment.edited\"\nactor = \"priya\"").unwrap();
+    f.event.previous_comment = Some(checklist.clone());
+    f.event.comment = Some(ticked);
+    f.bot_comments.insert("checklist".into(), checklist.split_once('\n').unwrap().1.to_string());
+    let set = PolicySet::load(&pack()).unwrap();
+    let (decision, _, _) = rollgate::policy::fixtures::decide(&set, &f, As::Github).unwrap();
+    assert!(decision.records.contains(&("artifact.release-note".into(), "done".into())), "{:?}", decision.why);
+}
+
+#[test]
+fn a_comment_with_150_bad_lines_gets_one_reply_within_the_trackers_limit() {
+    use rollgate::policy::fixtures::As;
+    use rollgate::tracker::CommentLimit;
+    // 50 unknown commands, 50 unreadable lines and 50 refused commands, each line long: listed
+    // in full, the reply would be over GitHub's limit.
+    let filler = "x".repeat(440);
+    let mut lines = Vec::new();
+    lines.extend((0..50).map(|i| format!("/frobnicate-{i} {filler}")));
+    lines.extend((0..50).map(|i| format!("/pause trigger=\"{i} {filler}")));
+    lines.extend((0..50).map(|i| format!("/rollout 9{i} {filler}")));
+    let comment = toml::Value::String(lines.join("\n")).to_string();
+    let f: rollgate::policy::fixtures::Fixture = toml::from_str(&format!(
+        "name = \"150 bad lines\"\nnow = \"2026-11-24T10:00:00Z\"\n[issue]\nlabels = [\"type/bug\"]\n[event]\nkind = \"issue_comment.created\"\ncomment = {comment}\n[expect]\n"
+    ))
+    .unwrap();
+    for on in [As::Github, As::Jira] {
+        let comments = planned_comments(&f, on);
+        assert_eq!(comments.keys().collect::<Vec<_>>(), ["reply-7"], "{on:?}");
+        let reply = &comments["reply-7"];
+        let limit = CommentLimit::of(if on == As::Github { rollgate::model::TrackerKind::Github } else { rollgate::model::TrackerKind::Jira });
+        assert!(limit.size(reply) <= limit.max(), "{on:?}: {} over {}", limit.size(reply), limit.max());
+        assert_eq!(reply.lines().filter(|l| l.starts_with('❓') || l.starts_with('❌')).count(), 10, "{reply}");
+        assert!(reply.ends_with("… and 140 more lines."), "{reply}");
+    }
+}

@@ -1,10 +1,13 @@
 //! Decision -> effects: only the difference between what the rules want and what the issue
 //! holds. A redelivery, or the echo of the bot's own change, plans nothing.
 
+pub mod clip;
+
 use crate::model::{CommentId, IssueSnapshot};
 use crate::policy::decision::Decision;
 use crate::policy::vocabulary::{Normalized, Vocabulary};
 use crate::store::BotComment;
+use crate::tracker::CommentLimit;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -91,8 +94,10 @@ pub fn plan(
         effects.push(Effect::AddLabels { labels: add });
     }
     effects.extend(remove.into_iter().map(|label| Effect::RemoveLabel { label }));
+    // Clipped here, before hashing: the store keeps what the tracker will hold (see `clip`).
+    let limit = CommentLimit::of(issue.key.tracker());
     for (tag, body) in &decision.comments {
-        let text = comment_text(tag, body);
+        let text = clip::fit(comment_text(tag, body), limit);
         let known = bot_comments.get(tag);
         if known.is_some_and(|c| c.body_hash == body_hash(&text)) {
             continue;
@@ -159,6 +164,20 @@ mod tests {
         let i = issue(&["lane/A", "lane/B"]);
         let effects = plan(&i, &v.normalize(&i.labels, Some("lane/B")), &Decision::default(), &v, &BTreeMap::new());
         assert_eq!(effects, vec![Effect::RemoveLabel { label: "lane/A".into() }]);
+    }
+
+    #[test]
+    fn a_comment_over_the_trackers_limit_is_planned_clipped_and_not_edited_again() {
+        let v = vocab();
+        let i = issue(&[]);
+        let mut d = Decision::default();
+        d.comments.insert("reply-7".into(), format!("@dev\n\n{}", "❓ `/x`: unknown command.\n".repeat(5_000)));
+        let effects = plan(&i, &Normalized::default(), &d, &v, &BTreeMap::new());
+        let [Effect::UpsertComment { body, .. }] = &effects[..] else { panic!("{effects:?}") };
+        assert!(body.chars().count() <= crate::tracker::GITHUB_COMMENT_CHARS && body.contains("… clipped: "));
+        let mut known = BTreeMap::new();
+        known.insert("reply-7".into(), BotComment { id: CommentId(7), body_hash: body_hash(body), body: body.clone() });
+        assert!(plan(&i, &Normalized::default(), &d, &v, &known).is_empty());
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! options, and reports the lines it could not use (typo, broken quote) so the bot can answer
 //! them instead of silently doing nothing.
 
+use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 
 /// At most this many commands are read from one body: a pasted log or a spam comment must not
 /// turn into hundreds of actions. The same bound caps `unknown` and `errors`.
@@ -57,33 +59,28 @@ pub struct Parsed {
 /// Reads every command in a comment body. `known` is the policy's list of command names
 /// (compared case-insensitively).
 ///
-/// Only text a reader sees as the author's own words counts: lines in fenced or indented code
-/// blocks, `>` quotes of other comments and HTML comments are examples or history, not orders.
-/// A command starts its line with `/` and a letter, and its name ends at whitespace, so
-/// `/usr/bin`, `/ 3` and `see /docs/x` are prose. One command per line; the rest of the line
-/// (including any `|`) is its arguments.
+/// Only text a reader sees as the author's own words counts, as Markdown renders the body:
+/// lines in fenced or indented code, in `>` quotes (with the lazy lines that continue a quoted
+/// paragraph), in HTML blocks (`<pre>`, `<details>`, a comment) and in tables are examples,
+/// history or layout, not orders; `<!-- ... -->` inside a line is dropped from it. A command
+/// starts its line with `/` and a letter, and its name ends at whitespace, so `/usr/bin`,
+/// `/ 3` and `see /docs/x` are prose. One command per line; the rest of the line (including
+/// any `|`) is its arguments.
 pub fn parse(body: &str, known: &[&str]) -> Parsed {
     let mut parsed = Parsed::default();
-    let mut fence: Option<(char, usize)> = None;
-    let mut in_comment = false;
-    for (index, raw) in body.lines().enumerate() {
+    let prose = Prose::of(body);
+    let mut start = 0;
+    for (index, raw) in body.split_inclusive('\n').enumerate() {
+        let at = start;
+        start += raw.len();
         if parsed.commands.len() >= MAX_COMMANDS {
             break;
         }
         let line = index + 1;
-        if let Some((ch, len)) = fence {
-            fence = fence.filter(|_| !closes_fence(raw, ch, len));
-            continue;
-        }
-        if let Some(open) = opens_fence(raw).filter(|_| !in_comment) {
-            fence = Some(open);
-            continue;
-        }
-        let visible = strip_html_comments(raw, &mut in_comment);
+        let raw = raw.strip_suffix('\n').unwrap_or(raw);
+        let raw = raw.strip_suffix('\r').unwrap_or(raw);
+        let Some(visible) = prose.line(at, raw) else { continue };
         let text = visible.trim();
-        if indent_width(&visible) >= 4 || text.starts_with('>') {
-            continue;
-        }
         let Some((name, rest)) = command_name(text) else { continue };
         let name = name.to_ascii_lowercase();
         if !known.iter().any(|k| k.eq_ignore_ascii_case(&name)) {
@@ -104,6 +101,64 @@ pub fn parse(body: &str, known: &[&str]) -> Parsed {
         }
     }
     parsed
+}
+
+/// Where a body's prose is, as byte ranges of the source: what Markdown (GitHub's flavour:
+/// tables, task lists, strikethrough) renders as paragraph, list-item or heading text outside
+/// quotes, code, HTML blocks and tables, and the inline `<!-- ... -->` comments to leave out.
+/// Both lists are in source order and do not overlap within themselves.
+struct Prose {
+    text: Vec<Range<usize>>,
+    hidden: Vec<Range<usize>>,
+}
+
+impl Prose {
+    fn of(body: &str) -> Prose {
+        let options = Options::ENABLE_TABLES | Options::ENABLE_TASKLISTS | Options::ENABLE_STRIKETHROUGH;
+        let (mut text, mut hidden) = (Vec::new(), Vec::new());
+        // Open containers whose content is never a command (quotes, code, HTML blocks, tables).
+        let mut shut = 0usize;
+        for (event, range) in Parser::new_ext(body, options).into_offset_iter() {
+            match event {
+                Event::Start(tag) if excludes(&tag) => shut += 1,
+                Event::End(end) if excludes_end(&end) => shut = shut.saturating_sub(1),
+                Event::Text(_) if shut == 0 => text.push(range),
+                Event::InlineHtml(html) if html.starts_with("<!--") => hidden.push(range),
+                _ => {}
+            }
+        }
+        Prose { text, hidden }
+    }
+
+    /// The line (starting at byte `at` of the body) without its hidden parts, when its first
+    /// visible character is prose; None when the line is not prose.
+    fn line(&self, at: usize, raw: &str) -> Option<String> {
+        let mut hidden = self.hidden[self.hidden.partition_point(|r| r.end <= at)..].iter().peekable();
+        let mut visible = String::with_capacity(raw.len());
+        let mut first = None;
+        for (i, c) in raw.char_indices() {
+            let pos = at + i;
+            while hidden.next_if(|r| r.end <= pos).is_some() {}
+            if hidden.peek().is_some_and(|r| r.start <= pos) {
+                continue;
+            }
+            if first.is_none() && !c.is_whitespace() {
+                first = Some(pos);
+            }
+            visible.push(c);
+        }
+        let first = first?;
+        let text = &self.text[self.text.partition_point(|r| r.end <= first)..];
+        text.first().is_some_and(|r| r.contains(&first)).then_some(visible)
+    }
+}
+
+fn excludes(tag: &Tag<'_>) -> bool {
+    matches!(tag, Tag::BlockQuote(_) | Tag::CodeBlock(_) | Tag::HtmlBlock | Tag::Table(_))
+}
+
+fn excludes_end(tag: &TagEnd) -> bool {
+    matches!(tag, TagEnd::BlockQuote(_) | TagEnd::CodeBlock | TagEnd::HtmlBlock | TagEnd::Table)
 }
 
 /// Commands in `new` that were not already in `old`, in `new`'s order. A webhook for an edited
@@ -190,47 +245,6 @@ fn tokenize(rest: &str) -> Result<(Vec<String>, BTreeMap<String, String>), &'sta
             None => args.push(word),
         }
     }
-}
-
-/// A line opening a ``` or ~~~ fence: (fence char, run length). A backtick fence's info string
-/// holds no backtick (CommonMark), so "```x```" is inline code, not a fence swallowing the rest.
-fn opens_fence(raw: &str) -> Option<(char, usize)> {
-    let t = raw.trim_start();
-    let ch = t.chars().next().filter(|&c| c == '`' || c == '~')?;
-    let len = t.chars().take_while(|&c| c == ch).count();
-    let backtick_in_info = ch == '`' && t[len..].contains('`');
-    (len >= 3 && !backtick_in_info).then_some((ch, len))
-}
-
-/// A closing fence: the same char, at least as long as the opener, nothing else. An unclosed
-/// fence runs to the end of the body, as Markdown renders it.
-fn closes_fence(raw: &str, ch: char, len: usize) -> bool {
-    let t = raw.trim();
-    t.chars().count() >= len && t.chars().all(|c| c == ch)
-}
-
-/// The line without `<!-- ... -->` parts; `in_comment` carries an open comment to later lines.
-fn strip_html_comments(line: &str, in_comment: &mut bool) -> String {
-    let (mut out, mut rest) = (String::new(), line);
-    loop {
-        let marker = if *in_comment { "-->" } else { "<!--" };
-        let found = rest.find(marker);
-        if !*in_comment {
-            out.push_str(&rest[..found.unwrap_or(rest.len())]);
-        }
-        let Some(at) = found else { return out };
-        rest = &rest[at + marker.len()..];
-        *in_comment = !*in_comment;
-    }
-}
-
-/// Leading indentation in columns (a tab reaches the next multiple of 4, as in Markdown).
-fn indent_width(s: &str) -> usize {
-    let mut width = 0;
-    for c in s.chars().take_while(|&c| c == ' ' || c == '\t') {
-        width += if c == '\t' { 4 - width % 4 } else { 1 };
-    }
-    width
 }
 
 fn clip(text: &str) -> String {
@@ -346,6 +360,63 @@ mod tests {
         let p = parse(body, KNOWN);
         assert!(p.unknown.is_empty() && p.errors.is_empty() && p.commands.len() == 1, "{p:?}");
         assert_eq!((p.commands[0].line, p.commands[0].args.clone()), (18, strs(&["A"])));
+    }
+
+    /// The lines of `body` that hold commands, with their names.
+    fn lines_of(body: &str) -> Vec<(usize, String)> {
+        let p = parse(body, KNOWN);
+        assert!(p.unknown.is_empty() && p.errors.is_empty(), "{body:?}: {p:?}");
+        p.commands.into_iter().map(|c| (c.line, c.name)).collect()
+    }
+
+    fn at(pairs: &[(usize, &str)]) -> Vec<(usize, String)> {
+        pairs.iter().map(|(l, n)| (*l, n.to_string())).collect()
+    }
+
+    #[test]
+    fn a_lazy_line_after_a_quote_belongs_to_the_quote() {
+        // Markdown continues a quoted paragraph on the next line without `>`: it is quoted.
+        let body = "> Last week someone wrote\n/rollback reason=\"old\"\n\n/promote";
+        assert_eq!(lines_of(body), at(&[(4, "promote")]));
+        let nested = "> > deep\n/rollout 4\n> /lane A\n\nok\n/explain";
+        assert_eq!(lines_of(nested), at(&[(6, "explain")]));
+        // A blank line ends the quote; the line after it is the author's again.
+        assert_eq!(lines_of("> quoted\n\n/resume"), at(&[(3, "resume")]));
+    }
+
+    #[test]
+    fn html_blocks_hide_their_lines_even_across_blank_lines_of_a_pre() {
+        let pre = "<pre>\n/promote\n\n/rollout 4\n</pre>\n/explain";
+        assert_eq!(lines_of(pre), at(&[(6, "explain")]));
+        let details = "<details>\n/promote\n</details>\n\n/resume";
+        assert_eq!(lines_of(details), at(&[(5, "resume")]), "a <details> block runs to its blank line");
+        // Inside <details>, Markdown separated by blank lines is rendered text, so it counts.
+        let open = "<details><summary>log</summary>\n\n/explain\n\n</details>";
+        assert_eq!(lines_of(open), at(&[(3, "explain")]));
+        let comment = "Thanks <!--\n/pilot retro go\n--> /resume\n/lane A <!-- for now -->";
+        assert_eq!(lines_of(comment), at(&[(3, "resume"), (4, "lane")]));
+    }
+
+    #[test]
+    fn code_tables_and_list_items_follow_markdown() {
+        // An unclosed fence runs to the end of the body, as GitHub renders it.
+        assert_eq!(lines_of("/explain\n```\n/promote\n"), at(&[(1, "explain")]));
+        assert_eq!(lines_of("~~~~\n/promote\n~~~\n/resume\n~~~~\n/explain"), at(&[(6, "explain")]));
+        // Four spaces after a blank line is code; inside a paragraph it is a wrapped line.
+        assert_eq!(lines_of("\n    /promote\nok\n    /explain"), at(&[(4, "explain")]));
+        // A line after a table is one of its rows.
+        assert_eq!(lines_of("| a |\n|---|\n/promote\n\n/explain"), at(&[(5, "explain")]));
+        // A list item's own line starts with its marker; its continuation line is text.
+        assert_eq!(lines_of("- /promote\n- item\n  /explain"), at(&[(3, "explain")]));
+    }
+
+    #[test]
+    fn line_numbers_count_every_line_of_the_body() {
+        let body = "a\r\n\r\n```\r\n/promote\r\n```\r\n> q\r\n/rollout 4\r\n\r\n/explain\r\n";
+        assert_eq!(lines_of(body), at(&[(9, "explain")]));
+        let p = parse("> /frobnicate\n/decied x\n\n/frobnicate\n/pause trigger=\"x", KNOWN);
+        let unknown: Vec<_> = p.unknown.iter().map(|u| u.line).collect();
+        assert_eq!((unknown, p.errors[0].line), (vec![4], 5));
     }
 
     #[test]

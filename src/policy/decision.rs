@@ -6,9 +6,6 @@ use rhai::{Dynamic, Map};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// GitHub refuses comments over 65,536 characters; keep room for the marker.
-pub const MAX_COMMENT_CHARS: usize = 65_000;
-
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Decision {
     /// Desired field values; `None` clears the field.
@@ -99,9 +96,8 @@ pub fn read_output(value: Dynamic, vocab: &Vocabulary) -> Result<RuleOutput, Str
                     let body = body
                         .into_immutable_string()
                         .map_err(|_| format!("comments.{tag} must be a string"))?;
-                    if body.chars().count() > MAX_COMMENT_CHARS {
-                        return Err(format!("comments.{tag} is longer than {MAX_COMMENT_CHARS} characters"));
-                    }
+                    // No length check: the planner clips a comment to its tracker's limit
+                    // (plan::clip), and the sandbox bounds a string's size.
                     out.comments.push((tag.to_string(), body.to_string()));
                 }
             }

@@ -2,6 +2,7 @@
 //! loaded with the policy set, and the calendar comes with each evaluation (`PolicyConfig`),
 //! so one compiled set serves the deployment's zone and every fixture's own.
 
+use super::people_text;
 use crate::clock::calendar::{parse_date, Calendar};
 use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString, Map, NativeCallContext};
 use std::sync::Arc;
@@ -24,6 +25,11 @@ fn calendar(ctx: &NativeCallContext) -> Result<Arc<Calendar>> {
     ctx.tag()
         .and_then(|tag| tag.read_lock::<Arc<Calendar>>().map(|c| c.clone()))
         .ok_or_else(|| format!("{}: dates are known inside `decide` only (the calendar comes with each event)", ctx.fn_name()).into())
+}
+
+/// A value as the text a comment shows: nothing for `()` (a missing answer or option).
+fn as_text(value: &Dynamic) -> String {
+    if value.is_unit() { String::new() } else { value.to_string() }
 }
 
 pub fn register(engine: &mut Engine, templates: Arc<minijinja::Environment<'static>>) {
@@ -60,6 +66,11 @@ pub fn register(engine: &mut Engine, templates: Arc<minijinja::Environment<'stat
     engine.register_fn("join", |list: rhai::Array, sep: ImmutableString| -> String {
         list.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(&sep)
     });
+    // People's text (titles, client names, command arguments) entering a comment the rule
+    // builds itself; templates escape their values on their own (see `people_text`).
+    engine.register_fn("inline", |text: Dynamic| people_text::inline(&as_text(&text)));
+    engine.register_fn("code_span", |text: Dynamic| people_text::code_span(&as_text(&text)));
+    engine.register_fn("one_line", |text: Dynamic| people_text::one_line(&as_text(&text)));
     engine.register_fn("render", move |name: ImmutableString, vars: Map| -> Result<String> {
         let template = templates.get_template(&name).map_err(|_| format!("no template {name:?} in templates/"))?;
         let vars: serde_json::Value = rhai::serde::from_dynamic(&Dynamic::from_map(vars))?;

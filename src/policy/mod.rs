@@ -5,6 +5,7 @@ pub mod boxes;
 pub mod commands;
 pub mod decision;
 pub mod fixtures;
+pub mod people_text;
 pub mod reload;
 mod host;
 mod views;
@@ -205,6 +206,7 @@ fn load_templates(dir: &Path) -> Result<minijinja::Environment<'static>, PolicyE
     let mut env = minijinja::Environment::new();
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
+    people_text::escape_people_text_in(&mut env);
     for path in files_in(&dir.join("templates"), "md")? {
         let name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
         if name == "README" {

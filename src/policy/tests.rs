@@ -164,3 +164,42 @@ fn date_functions_use_the_calendar_of_each_evaluation() {
     let err = PolicySet::load(dir.path()).unwrap_err().to_string();
     assert!(err.contains("dates are known inside `decide` only"), "{err}");
 }
+
+#[test]
+fn templates_escape_every_value_and_rules_can_neutralise_text_themselves() {
+    let hostile = "x</details>\n- [x] y <!-- box:a --> @org/team `z`";
+    let template = "{# a template #}\n#### {{ title }}\n- [ ] real {{ none_given }}<!-- box:{{ id }} -->\n```text\nHi {{ title|fenced }}\n```\n{{ title|code }} {{ built|safe }} {{ names|join(\", \") }} {{ missing or \"`<blank>`\"|safe }}";
+    let rule = "fn decide(issue, event, ctx) {\n\
+        let body = render(\"t\", #{ title: issue.title, id: \"real\", built: \"**bold**\", names: [\"@a\", \"<b>\"], none_given: () });\n\
+        #{ comments: #{ t: body, r: inline(issue.title) + \" \" + code_span(issue.title) + \" \" + one_line(issue.title) + \"|\" + inline(()) + \"|\" } }\n\
+    }";
+    let dir = folder(&[("10-x.rhai", rule)]);
+    std::fs::create_dir(dir.path().join("templates")).unwrap();
+    std::fs::write(dir.path().join("templates/t.md"), template).unwrap();
+    let set = PolicySet::load(dir.path()).unwrap();
+    let mut e = event();
+    e.issue.title = hostile.into();
+    let n = Normalized::default();
+    let facts = EventFacts::default();
+    let input = Input {
+        issue: &e.issue,
+        normalized: &n,
+        event: &e,
+        facts: &facts,
+        before: None,
+        first_seen: true,
+        history: &[],
+        recent: &[],
+        config: &PolicyConfig::default(),
+        now: Utc::now(),
+    };
+    let d = set.evaluate(&input).unwrap();
+    let inline = "x&lt;/details&gt; - \\[x\\] y &lt;!-- box:a --&gt; @\u{200D}org/team \\`z\\`";
+    let t = &d.comments["t"];
+    assert!(t.starts_with(&format!("#### {inline}\n- [ ] real None<!-- box:real -->\n")), "{t}");
+    assert!(t.contains("\nHi x</details> - [x] y <!-- box:a --> @org/team `z`\n"), "{t}");
+    assert!(t.contains("`` x</details> - [x] y <!-- box:a --> @org/team `z` `` **bold** @\u{200D}a, &lt;b&gt; `<blank>`"), "{t}");
+    assert_eq!(crate::policy::boxes::boxes(t).into_keys().collect::<Vec<_>>(), ["real"]);
+    let r = &d.comments["r"];
+    assert!(r.starts_with(inline) && r.ends_with(" x</details> - [x] y <!-- box:a --> @org/team `z`||"), "{r}");
+}

@@ -7,7 +7,7 @@ mod retry;
 
 pub use retry::RetryPolicy;
 
-use crate::model::{CommentId, IssueKey, IssueSnapshot};
+use crate::model::{CommentId, IssueKey, IssueSnapshot, TrackerKind};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -64,6 +64,49 @@ pub struct FieldUpdate {
 impl FieldUpdate {
     pub fn is_empty(&self) -> bool {
         self.set.is_empty() && self.flags.is_empty() && self.labels.is_empty()
+    }
+}
+
+/// How long a comment a tracker takes, and how a comment is counted against that: the one place
+/// that knows it. The planner clips every bot comment to it (`plan::clip`), so what rollgate
+/// stores as the comment is exactly what the tracker holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommentLimit(TrackerKind);
+
+/// GitHub refuses an issue comment over 65,536 characters ("Body is too long (maximum is 65536
+/// characters)", HTTP 422). It counts code points (65,536 astral-plane characters are
+/// accepted, dead-claudia/github-limits#13), so counting Rust `char`s never undercounts.
+pub const GITHUB_COMMENT_CHARS: usize = 65_536;
+
+/// Jira refuses a comment over 32,767 characters ("The entered text is too long. It exceeds the
+/// allowed limit of 32767 characters", HTTP 400; Cloud, and Data Center's default for
+/// `jira.text.field.character.limit`). It counts its stored wiki-markup form, not the Markdown
+/// rollgate writes, and its own ADF-to-wiki conversion can come out longer than ours: the
+/// budget leaves 2,767 characters of headroom below the limit.
+pub const JIRA_COMMENT_CHARS: usize = 32_767;
+const JIRA_COMMENT_BUDGET: usize = 30_000;
+
+impl CommentLimit {
+    pub const fn of(tracker: TrackerKind) -> CommentLimit {
+        CommentLimit(tracker)
+    }
+
+    /// The most a comment may measure (`size`).
+    pub fn max(&self) -> usize {
+        match self.0 {
+            TrackerKind::Github => GITHUB_COMMENT_CHARS,
+            TrackerKind::Jira => JIRA_COMMENT_BUDGET,
+        }
+    }
+
+    /// A comment's length as this tracker counts it: characters of the Markdown on GitHub, of
+    /// the wiki markup the Jira adapter makes from it on Jira (the hidden marker is not sent
+    /// there).
+    pub fn size(&self, markdown: &str) -> usize {
+        match self.0 {
+            TrackerKind::Github => markdown.chars().count(),
+            TrackerKind::Jira => jira::markup::to_wiki(markdown).chars().count(),
+        }
     }
 }
 

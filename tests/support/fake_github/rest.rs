@@ -147,8 +147,18 @@ async fn list_comments(State(f): State<Shared>, h: HeaderMap, Path((o, r, n)): P
     Json(p.window(i.comments.iter()).map(|c| payloads::comment(&key, c)).collect::<Vec<_>>()).into_response()
 }
 
+/// GitHub refuses a comment body over 65,536 characters, with this answer.
+fn too_long(body: &Value) -> Option<Response> {
+    let chars = body["body"].as_str().map_or(0, |b| b.chars().count());
+    let error = json!({ "resource": "IssueComment", "code": "unprocessable", "field": "data", "message": "Body is too long (maximum is 65536 characters)" });
+    (chars > 65_536).then(|| (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "message": "Validation Failed", "errors": [error] }))).into_response())
+}
+
 async fn create_comment(State(f): State<Shared>, h: HeaderMap, Path((o, r, n)): Path<(String, String, u64)>, Json(body): Json<Value>) -> Response {
     enter!(f, h);
+    if let Some(refused) = too_long(&body) {
+        return refused;
+    }
     let key = (format!("{o}/{r}"), n);
     f.write(&key, format!("POST comment {}#{n}", key.0));
     let actor = caller(&h);
@@ -168,6 +178,9 @@ async fn create_comment(State(f): State<Shared>, h: HeaderMap, Path((o, r, n)): 
 
 async fn update_comment(State(f): State<Shared>, h: HeaderMap, Path((_o, _r, id)): Path<(String, String, u64)>, Json(body): Json<Value>) -> Response {
     enter!(f, h);
+    if let Some(refused) = too_long(&body) {
+        return refused;
+    }
     let home = f.world.lock().unwrap().comment_home(id);
     match &home {
         Some(key) => f.write(key, format!("EDIT comment {id}")),
