@@ -41,7 +41,7 @@ async fn start(cloud: bool) -> J {
     s.jira.base_url = Some(jira.url.clone());
     s.jira.api_token = Some(Secret::new(TOKEN));
     s.jira.email = cloud.then(|| EMAIL.to_string());
-    s.jira.webhook_secret = Some(Secret::new(SECRET));
+    s.jira.webhook_secrets = vec![Secret::new(SECRET)];
     s.roles.pm = vec![PM.into()];
     let app = rollgate::app::start(s).await.expect("rollgate starts and reaches Jira");
     J { jira, app, http: reqwest::Client::new(), _dir: dir, n: 0 }

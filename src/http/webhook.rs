@@ -33,10 +33,11 @@ impl FromRequest<AppState> for SignedGithub {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let headers: HeaderMap = req.headers().clone();
+        // Read under the intake limits (size, time, the unsigned-bytes budget): nothing has
+        // vouched for this body yet.
+        let (parts, body, held) = state.intake.read(req).await.map_err(|r| rejected("github", r.outcome(), r.into_response()))?;
+        let headers: HeaderMap = parts.headers;
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        // Bytes enforces DefaultBodyLimit: an oversized body is a 413 here.
-        let body = Bytes::from_request(req, state).await.map_err(|e| rejected("github", "too_large", e.into_response()))?;
         if state.github_secrets.is_empty() {
             METRICS.inc("rollgate_deliveries_total", &[("tracker", "github"), ("outcome", "unauthorized")]);
             return Err(refuse(StatusCode::UNAUTHORIZED, "no GitHub webhook secret is configured"));
@@ -48,6 +49,8 @@ impl FromRequest<AppState> for SignedGithub {
             METRICS.inc("rollgate_deliveries_total", &[("tracker", "github"), ("outcome", "unauthorized")]);
             return Err(refuse(StatusCode::UNAUTHORIZED, "missing or wrong X-Hub-Signature-256"));
         }
+        // Signed: the body no longer counts against the budget for unsigned bodies.
+        drop(held);
         let event = header("x-github-event").ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "missing X-GitHub-Event"))?;
         let delivery = header("x-github-delivery")
             .filter(|d| !d.is_empty() && d.len() <= 128)
@@ -97,7 +100,20 @@ async fn answer(state: &AppState, parsed: Parsed, delivery: &DeliveryId, tracker
 
 async fn enqueue(state: &AppState, event: Event) -> Response {
     let (tracker, delivery, issue, kind) = (event.tracker(), event.delivery.clone(), event.issue.key.short(), event.kind.clone());
-    match state.inbox.enqueue(event).await {
+    // Bounded so an unreachable database answers the tracker 503 in about a second instead of
+    // holding the request (and its connection) for the pool's acquire timeout. An event given
+    // up on here may still sit in the group commit's queue and be committed once the database
+    // answers: that is safe, because the tracker's redelivery carries the same delivery id and
+    // the inbox dedupes on it, so the event is processed once whichever copy lands first.
+    let stored = match tokio::time::timeout(state.store_timeout, state.inbox.enqueue(event)).await {
+        Ok(answer) => answer,
+        Err(_) => {
+            tracing::error!(%delivery, timeout_ms = state.store_timeout.as_millis() as u64, "the store did not take a delivery in time");
+            METRICS.inc("rollgate_deliveries_total", &[("tracker", tracker.as_str()), ("outcome", "store_timeout")]);
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, "could not store the delivery in time; redeliver it");
+        }
+    };
+    match stored {
         Ok(inserted) => {
             let status = match inserted {
                 Inserted::Queued => {
@@ -119,8 +135,9 @@ async fn enqueue(state: &AppState, event: Event) -> Response {
     }
 }
 
-/// A Jira delivery: signed (X-Hub-Signature) when a secret is configured, which Jira admin
-/// webhooks support; Jira retries under the same X-Atlassian-Webhook-Identifier.
+/// A Jira delivery whose `X-Hub-Signature` (admin webhooks, Cloud and Data Center) matched one
+/// of the configured secrets; or, only when the operator opted in to unsigned Jira webhooks,
+/// any delivery. Jira retries under the same X-Atlassian-Webhook-Identifier.
 pub struct SignedJira {
     delivery: DeliveryId,
     body: Bytes,
@@ -130,16 +147,22 @@ impl FromRequest<AppState> for SignedJira {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let headers: HeaderMap = req.headers().clone();
+        let (parts, body, held) = state.intake.read(req).await.map_err(|r| rejected("jira", r.outcome(), r.into_response()))?;
+        let headers: HeaderMap = parts.headers;
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let body = Bytes::from_request(req, state).await.map_err(|e| rejected("jira", "too_large", e.into_response()))?;
-        if let Some(secret) = &state.jira_secret {
-            if !signature::verify(std::slice::from_ref(secret), &body, header("x-hub-signature").as_deref()) {
-                tracing::warn!("Jira delivery with a missing or wrong signature");
+        if state.jira_secrets.is_empty() {
+            if !state.jira_unsigned {
                 METRICS.inc("rollgate_deliveries_total", &[("tracker", "jira"), ("outcome", "unauthorized")]);
-                return Err(refuse(StatusCode::UNAUTHORIZED, "missing or wrong X-Hub-Signature"));
+                return Err(refuse(StatusCode::UNAUTHORIZED, "no Jira webhook secret is configured"));
             }
+            // ROLLGATE_JIRA_ALLOW_UNSIGNED_WEBHOOKS: the operator vouches for the network instead.
+        } else if !signature::verify(&state.jira_secrets, &body, header("x-hub-signature").as_deref()) {
+            let delivery = crate::ingest::clip(&header("x-atlassian-webhook-identifier").unwrap_or_default(), 64);
+            tracing::warn!(%delivery, "Jira delivery with a missing or wrong signature");
+            METRICS.inc("rollgate_deliveries_total", &[("tracker", "jira"), ("outcome", "unauthorized")]);
+            return Err(refuse(StatusCode::UNAUTHORIZED, "missing or wrong X-Hub-Signature"));
         }
+        drop(held);
         // Data Center may send no identifier: the body's hash dedupes an identical retry.
         let delivery = header("x-atlassian-webhook-identifier")
             .filter(|d| !d.is_empty() && d.len() <= 128)
