@@ -52,8 +52,41 @@ impl Limits {
 
 static OPEN: AtomicI64 = AtomicI64::new(0);
 
+/// File descriptors kept out of the connection cap: the database pools, tracker clients, the
+/// listener, policy files being read, logs.
+const FD_RESERVE: u64 = 128;
+
+/// The open-files limit (`ulimit -n`), when there is one.
+#[cfg(unix)]
+fn open_files_limit() -> Option<u64> {
+    let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes the struct it is given.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } == 0;
+    (ok && l.rlim_cur != libc::RLIM_INFINITY).then_some(l.rlim_cur as u64)
+}
+
+#[cfg(not(unix))]
+fn open_files_limit() -> Option<u64> {
+    None
+}
+
+/// The connection cap actually used: the configured one, lowered when the open-files limit
+/// could not hold it (with a margin for everything else), so that connections wait in the
+/// backlog instead of every accept failing once descriptors run out.
+pub fn connection_cap(configured: usize) -> usize {
+    match open_files_limit() {
+        Some(limit) if (configured as u64).saturating_add(FD_RESERVE) > limit => {
+            let cap = limit.saturating_sub(FD_RESERVE).max(1) as usize;
+            tracing::warn!(configured, cap, open_files_limit = limit, "the open-files limit cannot hold ROLLGATE_HTTP_MAX_CONNECTIONS: serving at most {cap} connections at once (raise `ulimit -n` for more)");
+            cap
+        }
+        _ => configured,
+    }
+}
+
 /// Serves `router` on `listener` until `stop` turns true, then lets open requests finish.
-pub async fn serve(listener: TcpListener, router: Router, limits: Limits, mut stop: watch::Receiver<bool>) -> io::Result<()> {
+pub async fn serve(listener: TcpListener, router: Router, mut limits: Limits, mut stop: watch::Receiver<bool>) -> io::Result<()> {
+    limits.max_connections = connection_cap(limits.max_connections);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut warned: Option<Instant> = None;
     loop {
