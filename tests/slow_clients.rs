@@ -60,7 +60,7 @@ async fn trickle_until_dropped(addr: String, start: Vec<u8>, trickle: &'static [
 /// GET /healthz on a new connection; its status, or an error after `limit`.
 async fn healthz(url: &str, limit: Duration) -> Result<u16, String> {
     let client = reqwest::Client::builder().timeout(limit).pool_max_idle_per_host(0).build().unwrap();
-    client.get(format!("{url}/healthz")).send().await.map(|r| r.status().as_u16()).map_err(|e| format!("{e}"))
+    client.get(format!("{url}/healthz")).send().await.map(|r| r.status().as_u16()).map_err(|e| format!("{e:?}"))
 }
 
 /// The service in its own process with a low open-files limit, as in the attack run that
@@ -141,6 +141,35 @@ async fn slowloris_heads_and_slow_bodies_are_dropped_while_healthz_keeps_answeri
     }
     assert_eq!(dropped, 360, "every slow client is dropped by the server");
     assert_eq!(healthz(&url, Duration::from_secs(30)).await, Ok(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_connection_cap_a_new_client_takes_the_place_of_the_longest_waiting_slow_head() {
+    // A header timeout longer than the test: only the cap's eviction can make room.
+    let h = Harness::start_with(|s| {
+        s.http.max_connections = 20;
+        s.http.header_timeout = Duration::from_secs(600);
+    })
+    .await;
+    let mut heads = Vec::new();
+    for i in 0..60 {
+        let head = format!("GET /healthz HTTP/1.1\r\nHost: rollgate\r\nX-Slow-{i}: ").into_bytes();
+        heads.push(tokio::spawn(trickle_until_dropped(h.app.addr.to_string(), head, b"a", Duration::from_millis(300), PATIENCE)));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for round in 0..3 {
+        assert_eq!(healthz(&h.url(), Duration::from_secs(30)).await, Ok(200), "round {round}: a new client is served at the cap");
+    }
+    // At most 20 stay open: the others gave way, although their header timeout is far off.
+    let deadline = Instant::now() + PATIENCE;
+    while heads.iter().filter(|t| t.is_finished()).count() < 40 {
+        assert!(Instant::now() < deadline, "the slow heads over the cap were never evicted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.app.stop().await.unwrap();
+    for t in heads {
+        assert!(t.await.unwrap(), "closed at the latest when the service stops");
+    }
 }
 
 #[tokio::test]

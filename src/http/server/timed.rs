@@ -1,167 +1,28 @@
-//! The HTTP/1 server: our own accept loop over hyper, because `axum::serve` has no timeouts and
-//! no connection cap. A connection here is bounded three ways:
-//!
-//! - **header timeout**: from its accept (first request) or from the first byte of a later
-//!   request, the request head must be complete within `header_timeout` (slowloris);
-//! - **idle timeout**: a kept-alive connection waiting for its next request is closed after
-//!   `idle_timeout`; a client that stops reading our answer is closed after `write_timeout`;
-//! - **connection cap**: at most `max_connections` are served at once; further ones wait in the
-//!   kernel's listen backlog (not as open file descriptors) until one ends, so a flood of slow
-//!   clients cannot exhaust the process's descriptors, and every slot frees itself within the
-//!   timeouts: `/healthz` gets its turn.
-//!
-//! hyper 1.x has one `header_read_timeout`, which since hyperium/hyper#3185 starts at accept and
-//! (as read in hyper 1.12's `proto/h1/conn.rs`) also covers the idle wait between requests, so
-//! it cannot give an idle timeout longer than the header timeout. It is left off; `TimedIo`
-//! below keeps both clocks. The body timeout is kept where bodies are read (`intake`).
+//! The clocks of one connection: `ConnClock` knows whether a request is being served and since
+//! when the connection has waited; `TimedIo` fails a read or write past its deadline; `Tracked`
+//! marks each request on the clock until hyper is done with its answer.
 
 use crate::metrics::METRICS;
 use axum::body::Bytes;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
-/// The limits of `serve`.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub header_timeout: Duration,
-    pub idle_timeout: Duration,
-    /// How long a write may wait for a client that does not read.
-    pub write_timeout: Duration,
-    pub max_connections: usize,
-}
-
-impl Limits {
-    pub fn from_settings(h: &crate::config::HttpSettings) -> Self {
-        Limits { header_timeout: h.header_timeout, idle_timeout: h.idle_timeout, write_timeout: h.body_timeout, max_connections: h.max_connections }
-    }
-}
-
-static OPEN: AtomicI64 = AtomicI64::new(0);
-
-/// File descriptors kept out of the connection cap: the database pools, tracker clients, the
-/// listener, policy files being read, logs.
-const FD_RESERVE: u64 = 128;
-
-/// The open-files limit (`ulimit -n`), when there is one.
-#[cfg(unix)]
-fn open_files_limit() -> Option<u64> {
-    let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit only writes the struct it is given.
-    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } == 0;
-    (ok && l.rlim_cur != libc::RLIM_INFINITY).then_some(l.rlim_cur as u64)
-}
-
-#[cfg(not(unix))]
-fn open_files_limit() -> Option<u64> {
-    None
-}
-
-/// The connection cap actually used: the configured one, lowered when the open-files limit
-/// could not hold it (with a margin for everything else), so that connections wait in the
-/// backlog instead of every accept failing once descriptors run out.
-pub fn connection_cap(configured: usize) -> usize {
-    match open_files_limit() {
-        Some(limit) if (configured as u64).saturating_add(FD_RESERVE) > limit => {
-            let cap = limit.saturating_sub(FD_RESERVE).max(1) as usize;
-            tracing::warn!(configured, cap, open_files_limit = limit, "the open-files limit cannot hold ROLLGATE_HTTP_MAX_CONNECTIONS: serving at most {cap} connections at once (raise `ulimit -n` for more)");
-            cap
-        }
-        _ => configured,
-    }
-}
-
-/// Serves `router` on `listener` until `stop` turns true, then lets open requests finish.
-pub async fn serve(listener: TcpListener, router: Router, mut limits: Limits, mut stop: watch::Receiver<bool>) -> io::Result<()> {
-    limits.max_connections = connection_cap(limits.max_connections);
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let mut warned: Option<Instant> = None;
-    loop {
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => {
-                METRICS.inc("rollgate_http_connections_waited_total", &[]);
-                if warned.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
-                    tracing::warn!(max = limits.max_connections, "connection cap reached: new connections wait until one ends (ROLLGATE_HTTP_MAX_CONNECTIONS)");
-                    warned = Some(Instant::now());
-                }
-                tokio::select! {
-                    slot = slots.clone().acquire_owned() => slot.expect("the slots are never closed"),
-                    _ = stopped(&mut stop) => break,
-                }
-            }
-        };
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of descriptors or memory: pause rather than spin; the next accept may
-                    // succeed once connections close.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stopped(&mut stop) => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let (router, limits, stop) = (router.clone(), limits.clone(), stop.clone());
-        tokio::spawn(async move {
-            connection(stream, router, limits, stop).await;
-            drop(slot);
-        });
-    }
-    drop(listener);
-    // Every connection holds a slot until it ends: having them all back means all are done.
-    let _ = slots.acquire_many(limits.max_connections as u32).await;
-    Ok(())
-}
-
-/// Resolves once `stop` turns true (or its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
-async fn connection(stream: TcpStream, router: Router, limits: Limits, mut stop: watch::Receiver<bool>) {
-    METRICS.set_gauge("rollgate_http_connections", &[], (OPEN.fetch_add(1, Ordering::Relaxed) + 1) as f64);
-    let clock = Arc::new(ConnClock::new());
-    let io = TokioIo::new(TimedIo::new(stream, clock.clone(), limits));
-    let service = Tracked { router, clock };
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    // Off: `TimedIo` keeps the header and idle clocks apart (see the module's comment).
-    builder.header_read_timeout(None).keep_alive(true);
-    let conn = builder.serve_connection(io, service);
-    tokio::pin!(conn);
-    let ended = tokio::select! {
-        ended = conn.as_mut() => ended,
-        _ = stopped(&mut stop) => {
-            // Finish the request in progress, if any; an idle connection closes at once.
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(e) = ended {
-        tracing::debug!(error = %e, "connection closed");
-    }
-    METRICS.set_gauge("rollgate_http_connections", &[], (OPEN.fetch_sub(1, Ordering::Relaxed) - 1) as f64);
-}
+use super::Limits;
 
 /// Why a connection was closed by a clock.
 #[derive(Clone, Copy)]
-enum Expired {
+pub(super) enum Expired {
     Header,
     Idle,
     Write,
@@ -190,10 +51,10 @@ struct Phase {
 }
 
 /// The shared clock of one connection: the service marks requests, the I/O reads the deadline.
-struct ConnClock(Mutex<Phase>);
+pub(super) struct ConnClock(Mutex<Phase>);
 
 impl ConnClock {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         ConnClock(Mutex::new(Phase { busy: 0, fresh: true, since: Instant::now(), first_byte: None }))
     }
 
@@ -213,6 +74,13 @@ impl ConnClock {
             (None, true) => (p.since + limits.header_timeout, Expired::Header),
             (None, false) => (p.since + limits.idle_timeout, Expired::Idle),
         })
+    }
+
+    /// Since when a connection that serves no request has waited (its accept, or the end of
+    /// its last answer); `None` while it serves one.
+    pub(super) fn waiting_since(&self) -> Option<Instant> {
+        let p = self.phase();
+        (p.busy == 0).then_some(p.since)
     }
 
     fn bytes_arrived(&self) {
@@ -247,9 +115,9 @@ impl Drop for Busy {
 }
 
 /// The router as hyper's service, marking each request on the connection's clock.
-struct Tracked {
-    router: Router,
-    clock: Arc<ConnClock>,
+pub(super) struct Tracked {
+    pub(super) router: Router,
+    pub(super) clock: Arc<ConnClock>,
 }
 
 impl hyper::service::Service<hyper::Request<Incoming>> for Tracked {
@@ -268,7 +136,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Tracked {
 }
 
 /// The answer's body, carrying the `Busy` mark until hyper is done with it.
-struct TrackedBody {
+pub(super) struct TrackedBody {
     body: axum::body::Body,
     _busy: Busy,
 }
@@ -292,7 +160,7 @@ impl http_body::Body for TrackedBody {
 
 /// The TCP stream with the connection's read clocks and a write timeout: a pending read or
 /// write past its deadline fails with `TimedOut`, which ends the connection.
-struct TimedIo {
+pub(super) struct TimedIo {
     inner: TcpStream,
     clock: Arc<ConnClock>,
     limits: Limits,
@@ -303,7 +171,7 @@ struct TimedIo {
 }
 
 impl TimedIo {
-    fn new(inner: TcpStream, clock: Arc<ConnClock>, limits: Limits) -> Self {
+    pub(super) fn new(inner: TcpStream, clock: Arc<ConnClock>, limits: Limits) -> Self {
         let far = Instant::now() + Duration::from_secs(86_400);
         TimedIo {
             inner,
@@ -316,7 +184,7 @@ impl TimedIo {
         }
     }
 
-    fn expired(why: Expired) -> io::Error {
+    pub(super) fn expired(why: Expired) -> io::Error {
         METRICS.inc("rollgate_http_closed_total", &[("reason", why.as_str())]);
         io::Error::new(io::ErrorKind::TimedOut, why.as_str())
     }
