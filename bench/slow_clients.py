@@ -40,6 +40,15 @@ async def healthz(host, port, limit=30.0):
         return f"no answer ({type(e).__name__})", time.monotonic() - start
 
 
+async def metric_lines(host, port, prefix):
+    r, w = await asyncio.open_connection(host, port)
+    w.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    await w.drain()
+    text = (await r.read()).decode()
+    w.close()
+    return [line for line in text.splitlines() if line.startswith(prefix)]
+
+
 async def trickle(host, port, head, byte, every, state):
     try:
         r, w = await asyncio.open_connection(host, port)
@@ -87,6 +96,7 @@ async def loris(host, port, pid):
             print(f"t={now:5.1f}s  slowloris still open {heads['open']:5d} (closed by server {heads['closed']}), "
                   f"slow bodies still open {bodies['open']:4d} (closed {bodies['closed']}); /healthz {status!r} in {took*1000:.0f} ms; "
                   f"RSS {rss_mib(pid) or 0:.0f} MiB")
+    print("  rollgate's count:", await metric_lines(host, port, "rollgate_http_closed_total"))
     probes.sort()
     print(f"/healthz during the attack: {len(probes)} probes, median {probes[len(probes)//2]*1000:.0f} ms, max {probes[-1]*1000:.0f} ms")
     for t in tasks:
@@ -110,10 +120,12 @@ async def greedy(host, port, pid):
         except (OSError, asyncio.TimeoutError):
             pass
         try:
-            line = await asyncio.wait_for(r.readline(), 5)
-        except (OSError, asyncio.TimeoutError):
-            line = b""
-        results.append((i, sent, line.decode().strip() or "(no answer yet: stalled, held)"))
+            line = (await asyncio.wait_for(r.readline(), 5)).decode().strip() or "(closed)"
+        except asyncio.TimeoutError:
+            line = "(no answer within 5 s: held)"
+        except OSError as e:
+            line = f"(connection reset: {type(e).__name__})"
+        results.append((i, sent, line))
         return w
 
     writers = await asyncio.gather(*(one(i) for i in range(16)))
@@ -122,7 +134,8 @@ async def greedy(host, port, pid):
     answers = {}
     for _, _, line in results:
         answers[line] = answers.get(line, 0) + 1
-    print(f"16 stalled 25 MiB deliveries: RSS {before or 0:.0f} -> {after or 0:.0f} MiB; answers: {answers}")
+    print(f"16 stalled 25 MiB deliveries: RSS {before or 0:.0f} -> {after or 0:.0f} MiB; what the clients saw: {answers}")
+    print("  rollgate's count:", await metric_lines(host, port, "rollgate_deliveries_total"))
     for w in writers:
         w.close()
 

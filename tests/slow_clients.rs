@@ -144,19 +144,25 @@ async fn slowloris_heads_and_slow_bodies_are_dropped_while_healthz_keeps_answeri
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn at_the_connection_cap_a_new_client_takes_the_place_of_the_longest_waiting_slow_head() {
-    // A header timeout longer than the test: only the cap's eviction can make room.
+async fn at_the_connection_cap_a_new_client_takes_the_place_of_the_longest_waiting_slow_client() {
+    // Header and body timeouts longer than the test: only the cap's eviction can make room.
     let h = Harness::start_with(|s| {
         s.http.max_connections = 20;
         s.http.header_timeout = Duration::from_secs(600);
+        s.http.body_timeout = Duration::from_secs(600);
     })
     .await;
     let mut heads = Vec::new();
-    for i in 0..60 {
+    for i in 0..30 {
         let head = format!("GET /healthz HTTP/1.1\r\nHost: rollgate\r\nX-Slow-{i}: ").into_bytes();
         heads.push(tokio::spawn(trickle_until_dropped(h.app.addr.to_string(), head, b"a", Duration::from_millis(300), PATIENCE)));
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Bodies too: requests whose body never ends hold their slot like a head that never ends.
+    for _ in 0..30 {
+        let head = b"POST /webhooks/github HTTP/1.1\r\nHost: rollgate\r\nContent-Length: 1000\r\n\r\n{".to_vec();
+        heads.push(tokio::spawn(trickle_until_dropped(h.app.addr.to_string(), head, b" ", Duration::from_millis(300), PATIENCE)));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
     for round in 0..3 {
         assert_eq!(healthz(&h.url(), Duration::from_secs(30)).await, Ok(200), "round {round}: a new client is served at the cap");
     }

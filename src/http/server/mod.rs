@@ -8,9 +8,10 @@
 //! - **connection cap**: at most `max_connections` are open at once (plus the one being
 //!   accepted), so a flood cannot exhaust the process's descriptors. At the cap, the new
 //!   connection takes the place of the one that has waited longest without a request in
-//!   progress (a slowloris head, or an idle kept-alive connection): a flood of slow heads then
-//!   evicts its own oldest members, and `/healthz` is served at once instead of after the
-//!   header timeout. Only when every connection is serving a request does the new one wait.
+//!   progress (a slowloris head, or an idle kept-alive connection), else of the one whose
+//!   request body has been coming longest: a flood of slow clients evicts its own oldest
+//!   members, and `/healthz` is served at once instead of after a timeout. Nobody is evicted in
+//!   its first second; when every connection is answering a request, the new one waits.
 //!
 //! hyper 1.x has one `header_read_timeout`, which since hyperium/hyper#3185 starts at accept and
 //! (as read in hyper 1.12's `proto/h1/conn.rs`) also covers the idle wait between requests, so
@@ -27,7 +28,7 @@ use std::io;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use timed::{ConnClock, TimedIo, Tracked};
+use timed::{ConnClock, Evictable, TimedIo, Tracked};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::Instant;
@@ -100,19 +101,20 @@ impl Registry {
         self.open.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
     }
 
-    /// Tells the connection that has waited longest without a request in progress to close
-    /// (never `newcomer`, the one that needs the room); false when every one is serving one.
-    fn evict_oldest_waiting(&self, newcomer: u64) -> bool {
+    /// Tells one connection to give way to `newcomer`: the one waiting longest without a
+    /// request in progress, else the one whose request body has been coming longest; false
+    /// when none may (every one is answering, or has only just started).
+    fn evict_one(&self, newcomer: u64) -> bool {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let oldest = open
-            .iter()
-            .filter(|(id, _)| **id != newcomer)
-            .filter_map(|(_, (clock, close))| clock.waiting_since().map(|t| (t, close)))
-            .min_by_key(|(t, _)| *t);
-        match oldest {
-            Some((_, close)) => {
+        let chosen = open.iter().filter(|(id, _)| **id != newcomer).filter_map(|(_, (clock, close))| clock.evictable().map(|e| (e, close))).min_by_key(|(e, _)| *e);
+        match chosen {
+            Some((e, close)) => {
                 close.notify_one();
-                METRICS.inc("rollgate_http_closed_total", &[("reason", "evicted")]);
+                let reason = match e {
+                    Evictable::Waiting(_) => "evicted",
+                    Evictable::Receiving(_) => "evicted_receiving",
+                };
+                METRICS.inc("rollgate_http_closed_total", &[("reason", reason)]);
                 true
             }
             None => false,
@@ -149,7 +151,7 @@ pub async fn serve(listener: TcpListener, router: Router, mut limits: Limits, mu
                 break Some(slot);
             }
             METRICS.inc("rollgate_http_connections_waited_total", &[]);
-            let evicted = registry.evict_oldest_waiting(id);
+            let evicted = registry.evict_one(id);
             if warned.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
                 tracing::warn!(
                     max = limits.max_connections,
@@ -169,6 +171,7 @@ pub async fn serve(listener: TcpListener, router: Router, mut limits: Limits, mu
             registry.remove(id);
             break;
         };
+        clock.start();
         let _ = stream.set_nodelay(true);
         let (router, limits, stop, registry) = (router.clone(), limits.clone(), stop.clone(), registry.clone());
         tokio::spawn(async move {
@@ -200,13 +203,14 @@ async fn connection(stream: TcpStream, router: Router, limits: Limits, mut stop:
     let ended = loop {
         tokio::select! {
             ended = conn.as_mut() => break ended,
-            // Evicted at the cap: it was waiting, not serving, so nothing is cut short. A
-            // request that began since it was chosen is served, not dropped.
-            _ = close.notified() => if clock.waiting_since().is_some() { break Ok(()) },
+            // Evicted at the cap: it was waiting, or still receiving a request body (whose
+            // handler then fails to read it, and the sender may retry). A request whose answer
+            // began since it was chosen is served, not dropped.
+            _ = close.notified() => if clock.evictable().is_some() { break Ok(()) },
             _ = stopped(&mut stop) => {
-                // A connection without a request in progress (idle, or a head still coming)
-                // closes at once; hyper's graceful shutdown would wait for a slow head.
-                if clock.waiting_since().is_some() {
+                // A connection without a request to finish (idle, a head or a body still
+                // coming) closes at once; hyper's graceful shutdown would wait for a slow one.
+                if clock.nothing_to_finish() {
                     break Ok(());
                 }
                 // Finish the request in progress, then close.

@@ -48,14 +48,38 @@ struct Phase {
     since: Instant,
     /// The first byte read while idle: the start of the next request's head.
     first_byte: Option<Instant>,
+    /// When the request in progress began, and whether its body is still coming.
+    request_started: Instant,
+    receiving: bool,
 }
+
+/// How a connection may be made to give way at the cap, oldest first within each kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Evictable {
+    /// No request in progress (a head still coming, or idle between requests) since then.
+    Waiting(Instant),
+    /// A request whose body is still coming, begun then: given way only when no connection
+    /// is merely waiting, so that a flood of slow bodies cannot hold every slot either.
+    Receiving(Instant),
+}
+
+/// A connection is never evicted in its first moments: a real client sends its request head
+/// at once, and a newcomer must not be pushed out by the next one before it could.
+const EVICTION_GRACE: Duration = Duration::from_secs(1);
 
 /// The shared clock of one connection: the service marks requests, the I/O reads the deadline.
 pub(super) struct ConnClock(Mutex<Phase>);
 
 impl ConnClock {
     pub(super) fn new() -> Self {
-        ConnClock(Mutex::new(Phase { busy: 0, fresh: true, since: Instant::now(), first_byte: None }))
+        let now = Instant::now();
+        ConnClock(Mutex::new(Phase { busy: 0, fresh: true, since: now, first_byte: None, request_started: now, receiving: false }))
+    }
+
+    /// The connection starts being served (it had to wait for a slot, maybe): its clocks
+    /// start now.
+    pub(super) fn start(&self) {
+        self.phase().since = Instant::now();
     }
 
     fn phase(&self) -> std::sync::MutexGuard<'_, Phase> {
@@ -76,11 +100,26 @@ impl ConnClock {
         })
     }
 
-    /// Since when a connection that serves no request has waited (its accept, or the end of
-    /// its last answer); `None` while it serves one.
-    pub(super) fn waiting_since(&self) -> Option<Instant> {
+    /// Whether, and how, this connection may give way to a newcomer now.
+    pub(super) fn evictable(&self) -> Option<Evictable> {
         let p = self.phase();
-        (p.busy == 0).then_some(p.since)
+        let now = Instant::now();
+        if p.busy == 0 {
+            (p.since + EVICTION_GRACE <= now).then_some(Evictable::Waiting(p.since))
+        } else {
+            (p.receiving && p.request_started + EVICTION_GRACE <= now).then_some(Evictable::Receiving(p.request_started))
+        }
+    }
+
+    /// Whether nothing would be lost by closing now: no request, or one whose body is still
+    /// coming (not read, so not acknowledged: its sender retries).
+    pub(super) fn nothing_to_finish(&self) -> bool {
+        let p = self.phase();
+        p.busy == 0 || p.receiving
+    }
+
+    fn body_done(&self) {
+        self.phase().receiving = false;
     }
 
     fn bytes_arrived(&self) {
@@ -90,11 +129,13 @@ impl ConnClock {
         }
     }
 
-    fn request_started(self: &Arc<Self>) -> Busy {
+    fn request_started(self: &Arc<Self>, with_body: bool) -> Busy {
         let mut p = self.phase();
         p.busy += 1;
         p.fresh = false;
         p.first_byte = None;
+        p.request_started = Instant::now();
+        p.receiving = with_body;
         Busy(self.clone())
     }
 }
@@ -110,6 +151,7 @@ impl Drop for Busy {
         if p.busy == 0 {
             p.since = Instant::now();
             p.first_byte = None;
+            p.receiving = false;
         }
     }
 }
@@ -126,12 +168,42 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Tracked {
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
     fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
-        let busy = self.clock.request_started();
+        use http_body::Body as _;
+        let busy = self.clock.request_started(!req.body().is_end_stream());
         let router = self.router.clone();
+        let clock = self.clock.clone();
+        let req = req.map(|body| WatchedBody { body, clock });
         Box::pin(async move {
             let answer = router.oneshot(req).await?;
             Ok(answer.map(|body| TrackedBody { body, _busy: busy }))
         })
+    }
+}
+
+/// The request's body, telling the clock when it has all arrived.
+pub(super) struct WatchedBody {
+    body: Incoming,
+    clock: Arc<ConnClock>,
+}
+
+impl http_body::Body for WatchedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.body.is_end_stream() {
+            self.clock.body_done();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
