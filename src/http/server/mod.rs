@@ -11,7 +11,7 @@
 //!   progress (a slowloris head, or an idle kept-alive connection), else of the one whose
 //!   request body has been coming longest: a flood of slow clients evicts its own oldest
 //!   members, and `/healthz` is served at once instead of after a timeout. Nobody is evicted in
-//!   its first second; when every connection is answering a request, the new one waits.
+//!   its first 250 ms; when every connection is answering a request, the new one waits.
 //!
 //! hyper 1.x has one `header_read_timeout`, which since hyperium/hyper#3185 starts at accept and
 //! (as read in hyper 1.12's `proto/h1/conn.rs`) also covers the idle wait between requests, so
