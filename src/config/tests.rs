@@ -201,3 +201,12 @@ fn endpoint_tokens_and_http_limits_are_read_from_file_and_env() {
         assert!(err.to_string().contains(name), "{name}={value}: {err}");
     }
 }
+
+#[test]
+fn the_example_file_reads_and_states_the_defaults() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/rollgate.example.toml");
+    let s = Settings::load_from(Some(&path), &env(&[])).unwrap();
+    let d = Settings::default();
+    assert_eq!(format!("{:?}", s.http), format!("{:?}", d.http));
+    assert_eq!((s.queue.workers, s.queue.max_attempts), (d.queue.workers, d.queue.max_attempts));
+}
