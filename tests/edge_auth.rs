@@ -50,6 +50,14 @@ async fn jira_deliveries_without_a_configured_secret_are_refused() {
 }
 
 #[tokio::test]
+async fn github_deliveries_without_a_configured_secret_are_refused_too() {
+    let h = Harness::start_with(|s| s.github.webhook_secrets = Vec::new()).await;
+    let (status, answer) = h.deliver("issues", "d-nosecret", &issue_event("issues.opened.json", 1, &[], None)).await;
+    assert_eq!((status, answer["error"].as_str()), (401, Some("no GitHub webhook secret is configured")));
+    h.app.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn jira_secrets_rotate_like_githubs_and_a_missing_or_wrong_signature_is_refused() {
     let h = Harness::start_with(|s| s.jira.webhook_secrets = vec![Secret::new("old-jira"), Secret::new("new-jira")]).await;
     let (status, answer) = jira(&h, "j-none", None).await;
