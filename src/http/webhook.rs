@@ -98,20 +98,42 @@ async fn answer(state: &AppState, parsed: Parsed, delivery: &DeliveryId, tracker
     }
 }
 
+/// The longest a delivery waits for a store that answers but commits slowly (a busy disk's
+/// fsync): under GitHub's 10 s, after which it counts the delivery as failed anyway.
+const SLOW_STORE_LIMIT: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// Waits for `commit`, telling an unreachable store from a slow one. Half the store timeout for
+/// the commit; then, if it has not answered, half for a ping (which needs no write): a store
+/// that does not answer the ping is down, and the delivery gets 503 within the store timeout
+/// instead of the pool's 10 s acquire timeout; one that does is only slow, and the commit is
+/// awaited up to `SLOW_STORE_LIMIT`, so a busy disk does not turn into refusals.
+///
+/// `None`: refused. An event given up on may still sit in the group commit's queue and be
+/// committed once the database answers. That is safe: the tracker's redelivery carries the same
+/// delivery id, which the inbox dedupes on, so the event is processed once whichever lands first.
+async fn store_bounded<T>(state: &AppState, commit: impl std::future::Future<Output = T>) -> Option<T> {
+    let started = tokio::time::Instant::now();
+    let half = (state.store_timeout / 2).max(std::time::Duration::from_millis(1));
+    let mut commit = std::pin::pin!(commit);
+    if let Ok(answer) = tokio::time::timeout(half, &mut commit).await {
+        return Some(answer);
+    }
+    let alive = tokio::select! {
+        answer = &mut commit => return Some(answer),
+        ping = tokio::time::timeout(half, state.store.ping()) => matches!(ping, Ok(Ok(()))),
+    };
+    if !alive {
+        return None;
+    }
+    tokio::time::timeout(SLOW_STORE_LIMIT.saturating_sub(started.elapsed()), commit).await.ok()
+}
+
 async fn enqueue(state: &AppState, event: Event) -> Response {
     let (tracker, delivery, issue, kind) = (event.tracker(), event.delivery.clone(), event.issue.key.short(), event.kind.clone());
-    // Bounded so an unreachable database answers the tracker 503 in about a second instead of
-    // holding the request (and its connection) for the pool's acquire timeout. An event given
-    // up on here may still sit in the group commit's queue and be committed once the database
-    // answers: that is safe, because the tracker's redelivery carries the same delivery id and
-    // the inbox dedupes on it, so the event is processed once whichever copy lands first.
-    let stored = match tokio::time::timeout(state.store_timeout, state.inbox.enqueue(event)).await {
-        Ok(answer) => answer,
-        Err(_) => {
-            tracing::error!(%delivery, timeout_ms = state.store_timeout.as_millis() as u64, "the store did not take a delivery in time");
-            METRICS.inc("rollgate_deliveries_total", &[("tracker", tracker.as_str()), ("outcome", "store_timeout")]);
-            return refuse(StatusCode::SERVICE_UNAVAILABLE, "could not store the delivery in time; redeliver it");
-        }
+    let Some(stored) = store_bounded(state, state.inbox.enqueue(event)).await else {
+        tracing::error!(%delivery, timeout_ms = state.store_timeout.as_millis() as u64, "the store did not answer: delivery refused");
+        METRICS.inc("rollgate_deliveries_total", &[("tracker", tracker.as_str()), ("outcome", "store_timeout")]);
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "could not store the delivery in time; redeliver it");
     };
     match stored {
         Ok(inserted) => {
