@@ -17,7 +17,8 @@ pub struct HttpSettings {
     pub max_connections: usize,
     /// Bytes of webhook bodies held at once before their signature is checked.
     pub max_unsigned_bytes: usize,
-    /// How long a delivery or `/readyz` waits for the store before answering 503.
+    /// How long a delivery or `/readyz` waits for a store that does not answer before 503 (a
+    /// store that answers but commits slowly is waited for longer: `http::webhook`).
     pub store_timeout: Duration,
 }
 
