@@ -137,6 +137,17 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
     if settings.github.webhook_secrets.is_empty() {
         tracing::warn!("no GitHub webhook secret (ROLLGATE_GITHUB_WEBHOOK_SECRET): every GitHub delivery will be refused with 401");
     }
+    if settings.jira.allow_unsigned_webhooks {
+        tracing::warn!(
+            "UNSIGNED JIRA WEBHOOKS ACCEPTED (ROLLGATE_JIRA_ALLOW_UNSIGNED_WEBHOOKS): anyone who can reach /webhooks/jira can act as any Jira user, \
+             the PM included; set ROLLGATE_JIRA_WEBHOOK_SECRET and the webhook's Secret in Jira instead (deploy/jira/README.md)"
+        );
+    } else if settings.jira.webhook_secrets.is_empty() && settings.jira.base_url.is_some() {
+        tracing::warn!("no Jira webhook secret (ROLLGATE_JIRA_WEBHOOK_SECRET): every Jira delivery will be refused with 401");
+    }
+    if settings.evaluate_token.is_none() {
+        tracing::info!("no ROLLGATE_EVALUATE_TOKEN: POST /api/v1/evaluate answers anyone, judging every request as an anonymous person with no roles");
+    }
 
     let wake = Arc::new(Notify::new());
     let ingest = Arc::new(crate::queue::IngestLoad::default());
@@ -180,9 +191,14 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
         clock,
         wake,
         github_secrets: Arc::new(settings.github.webhook_secrets.clone()),
-        jira_secret: settings.jira.webhook_secret.clone(),
+        jira_secrets: Arc::new(settings.jira.webhook_secrets.clone()),
+        jira_unsigned: settings.jira.allow_unsigned_webhooks,
         jira_fields: Arc::new(jira_fields),
         admin_token: settings.admin_token.clone(),
+        evaluate_token: settings.evaluate_token.clone(),
+        metrics_token: settings.metrics_token.clone(),
+        intake: Arc::new(crate::http::intake::Intake::new(settings.http.max_unsigned_bytes, settings.http.body_timeout)),
+        store_timeout: settings.http.store_timeout,
         policy_config: policy_config(&settings)?,
         reloader,
         dry_run,
@@ -191,14 +207,8 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
     let addr = listener.local_addr()?;
-    let mut stop = shutdown_rx;
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let limits = crate::http::server::Limits::from_settings(&settings.http);
+    let server = tokio::spawn(crate::http::server::serve(listener, router(state), limits, shutdown_rx));
     tracing::info!(%addr, "rollgate is serving");
     Ok(Running { addr, store, shutdown, server, queue })
 }

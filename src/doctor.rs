@@ -96,10 +96,9 @@ pub async fn doctor(settings: &Settings) -> (String, bool) {
                 Err(e) => r.line(Level::Fail, "jira", format!("{e:#} — check ROLLGATE_JIRA_BASE_URL, _EMAIL and _API_TOKEN")),
             }
         }
-        if settings.jira.webhook_secret.is_none() {
-            r.line(Level::Warn, "jira webhook", "no ROLLGATE_JIRA_WEBHOOK_SECRET: unsigned Jira deliveries are accepted");
-        }
     }
+    jira_webhook(&mut r, settings);
+    endpoints(&mut r, settings);
 
     if settings.roles.pm.is_empty() {
         r.line(Level::Warn, "roles", "nobody has the PM role (ROLLGATE_ROLES_PM): anyone may set rollout type and lane");
@@ -113,6 +112,54 @@ pub async fn doctor(settings: &Settings) -> (String, bool) {
     let ok = r.worst < Level::Fail;
     let _ = writeln!(r.text, "{}", if ok { "rollgate can serve." } else { "fix the FAIL lines above." });
     (r.text, ok)
+}
+
+/// Whether Jira deliveries are signed. Unsigned ones are accepted only on the operator's explicit
+/// opt-in, which fails the doctor: it lets anyone who reaches the URL act as any Jira user.
+fn jira_webhook(r: &mut Report, settings: &Settings) {
+    let j = &settings.jira;
+    if j.allow_unsigned_webhooks {
+        r.line(
+            Level::Fail,
+            "jira webhook",
+            "ROLLGATE_JIRA_ALLOW_UNSIGNED_WEBHOOKS is on: unsigned Jira deliveries are accepted, so anyone who can reach /webhooks/jira acts as any Jira user — \
+             set the webhook's Secret in Jira and ROLLGATE_JIRA_WEBHOOK_SECRET (deploy/jira/README.md), then turn it off",
+        );
+    } else if !j.webhook_secrets.is_empty() {
+        r.line(Level::Ok, "jira webhook", format!("{} secret(s) accepted; unsigned deliveries refused", j.webhook_secrets.len()));
+    } else if j.base_url.is_some() {
+        r.line(Level::Warn, "jira webhook", "no ROLLGATE_JIRA_WEBHOOK_SECRET: every Jira delivery is refused with 401 (deploy/jira/README.md, \"The webhook\")");
+    }
+}
+
+/// The bearer tokens of the evaluate and metrics endpoints, and the edge's limits.
+fn endpoints(r: &mut Report, settings: &Settings) {
+    match &settings.evaluate_token {
+        Some(_) => r.line(Level::Ok, "evaluate api", "ROLLGATE_EVALUATE_TOKEN set: callers present it and may name the actor judged"),
+        None => r.line(
+            Level::Warn,
+            "evaluate api",
+            "no ROLLGATE_EVALUATE_TOKEN: POST /api/v1/evaluate answers anyone and judges every request as an anonymous person with no roles (a Jira validator cannot pass the acting user)",
+        ),
+    }
+    match &settings.metrics_token {
+        Some(_) => r.line(Level::Ok, "metrics", "ROLLGATE_METRICS_TOKEN set: GET /metrics needs it"),
+        None => r.line(Level::Ok, "metrics", "GET /metrics is open (set ROLLGATE_METRICS_TOKEN to require a bearer token)"),
+    }
+    let h = &settings.http;
+    r.line(
+        Level::Ok,
+        "http limits",
+        format!(
+            "header {} s, body {} s, idle {} s, {} connections, {} bytes of unsigned bodies at once, store answers within {} ms",
+            h.header_timeout.as_secs(),
+            h.body_timeout.as_secs(),
+            h.idle_timeout.as_secs(),
+            h.max_connections,
+            h.max_unsigned_bytes,
+            h.store_timeout.as_millis()
+        ),
+    );
 }
 
 /// The App: its JWT accepted, where it is installed, and an installation token for every

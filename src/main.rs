@@ -216,6 +216,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             use std::sync::Arc;
             let (what, p) = match (github, jira) {
                 (Some(repo), _) => {
+                    github_repo(&repo)?;
                     let tracker = rollgate::tracker::github::GithubTracker::from_settings(&settings.github, retry)?
                         .context("backfill reads GitHub: set ROLLGATE_GITHUB_TOKEN or a GitHub App (ROLLGATE_GITHUB_APP_ID and its private key)")?;
                     let me = rollgate::process::facts::Me::new(Some(tracker.identity().await.context("asking GitHub who rollgate is")?));
@@ -236,6 +237,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{what}: {} issue(s) imported ({} history rows), {} already imported before", p.issues, p.rows, p.skipped);
         }
         Command::Setup { target: SetupTarget::Github { repo } } => {
+            github_repo(&repo)?;
             let tracker = rollgate::tracker::github::GithubTracker::from_settings(&settings.github, rollgate::tracker::RetryPolicy::default())?
                 .context("setup writes labels: set ROLLGATE_GITHUB_TOKEN or a GitHub App (ROLLGATE_GITHUB_APP_ID and its private key)")?;
             let set = rollgate::policy::PolicySet::load(&settings.policies).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -298,4 +300,13 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// A repository named on the command line: refused unless GitHub could have that name, so
+/// nothing rollgate stores under it fails to read back (`IssueKey`).
+fn github_repo(repo: &str) -> anyhow::Result<()> {
+    if !rollgate::model::is_github_repo(repo) {
+        anyhow::bail!("{repo:?} is not a GitHub repository name: write owner/name (owner: letters, digits, -; name: letters, digits, . _ -)");
+    }
+    Ok(())
 }

@@ -28,7 +28,11 @@ const BUCKETS: [f64; 9] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
 
 const HELP: &[(&str, &str, &str)] = &[
-    ("rollgate_deliveries_total", "counter", "Webhook deliveries by tracker and outcome (queued, duplicate, ignored, ping, unauthorized, unparseable, too_large, store_error)."),
+    ("rollgate_deliveries_total", "counter", "Webhook deliveries by tracker and outcome (queued, duplicate, ignored, ping, unauthorized, unparseable, too_large, too_slow, busy, broken, store_error, store_timeout)."),
+    ("rollgate_http_connections", "gauge", "HTTP connections open now."),
+    ("rollgate_http_connections_waited_total", "counter", "Times the connection cap was reached and new connections waited in the backlog."),
+    ("rollgate_http_closed_total", "counter", "HTTP connections closed by a limit, by reason (header_timeout, idle_timeout)."),
+    ("rollgate_http_refused_total", "counter", "Requests refused before their body was read, by reason (too_large)."),
     ("rollgate_events_total", "counter", "Events processed by result (done, retry, dead)."),
     ("rollgate_effects_total", "counter", "Effects on trackers by kind and result."),
     ("rollgate_tracker_calls_total", "counter", "Tracker API calls by tracker and outcome (ok, not_found, rejected, rate_limited_or_5xx, transient)."),

@@ -1,20 +1,24 @@
 //! One `Settings`: `rollgate.toml` first, then `ROLLGATE_*` variables, which win.
 //! Secrets live in `Secret`, whose Debug and Display never show the value.
 
+mod env;
+mod file;
+mod http;
 mod jira;
+#[cfg(test)]
+mod tests;
 
+pub use http::HttpSettings;
 pub use jira::JiraMapping;
 
 use anyhow::{bail, Context};
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// A value that must never reach a log line.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {
@@ -41,6 +45,11 @@ pub struct Settings {
     /// Asked for explicitly; see `effective_dry_run` for the rule that also counts credentials.
     pub dry_run: bool,
     pub admin_token: Option<Secret>,
+    /// Bearer token `POST /api/v1/evaluate` requires; without it the endpoint answers anyone
+    /// but judges every request as an anonymous person with no roles.
+    pub evaluate_token: Option<Secret>,
+    /// Bearer token `GET /metrics` requires; without it the metrics are open.
+    pub metrics_token: Option<Secret>,
     pub github: GithubSettings,
     pub jira: JiraSettings,
     pub roles: Roles,
@@ -51,6 +60,8 @@ pub struct Settings {
     pub holidays: Vec<String>,
     /// Where reports are filed: `owner/repo` (GitHub) or a Jira project key.
     pub reports_target: Option<String>,
+    /// How long and how much the HTTP edge waits for and holds from its callers.
+    pub http: HttpSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -97,7 +108,12 @@ pub struct JiraSettings {
     pub base_url: Option<String>,
     pub email: Option<String>,
     pub api_token: Option<Secret>,
-    pub webhook_secret: Option<Secret>,
+    /// HMAC secrets of the admin webhook (`X-Hub-Signature`); several, so one can be rotated.
+    pub webhook_secrets: Vec<Secret>,
+    /// Accept Jira deliveries that carry no signature at all. Only for a Jira that cannot sign
+    /// (no Secret field on its WebHooks page) behind a network boundary: anyone who reaches
+    /// `/webhooks/jira` can then act as any Jira user.
+    pub allow_unsigned_webhooks: bool,
     pub mapping: JiraMapping,
 }
 
@@ -134,6 +150,8 @@ impl Default for Settings {
             timezone: chrono_tz::UTC,
             dry_run: false,
             admin_token: None,
+            evaluate_token: None,
+            metrics_token: None,
             github: GithubSettings {
                 api_url: "https://api.github.com".into(),
                 token: None,
@@ -148,6 +166,7 @@ impl Default for Settings {
             workweek: Vec::new(),
             holidays: Vec::new(),
             reports_target: None,
+            http: HttpSettings::default(),
         }
     }
 }
@@ -185,7 +204,7 @@ impl Settings {
         if let Some((p, required)) = file {
             match std::fs::read_to_string(&p) {
                 Ok(text) => {
-                    let f: FileSettings = toml::from_str(&text)
+                    let f: file::FileSettings = toml::from_str(&text)
                         .with_context(|| format!("reading configuration file {}", p.display()))?;
                     s.apply_file(f)?;
                 }
@@ -216,178 +235,6 @@ impl Settings {
         }
     }
 
-    fn apply_file(&mut self, f: FileSettings) -> anyhow::Result<()> {
-        if let Some(v) = f.listen {
-            self.listen = v.parse().with_context(|| format!("listen = {v:?} is not an address"))?;
-        }
-        if let Some(v) = f.database_url {
-            self.database_url = v;
-        }
-        if let Some(v) = f.policies {
-            self.policies = v;
-        }
-        if let Some(v) = f.timezone {
-            self.timezone = parse_tz(&v)?;
-        }
-        if let Some(v) = f.dry_run {
-            self.dry_run = v;
-        }
-        if let Some(v) = f.admin_token {
-            self.admin_token = Some(v);
-        }
-        if let Some(g) = f.github {
-            if let Some(v) = g.api_url {
-                self.github.api_url = v;
-            }
-            if let Some(v) = g.token {
-                self.github.token = Some(v);
-            }
-            if let Some(v) = g.app_id {
-                self.github.app_id = Some(v);
-            }
-            if let Some(path) = g.private_key_file {
-                self.github.app_key = Some(read_key_file(&path, "[github] private_key_file")?);
-            }
-            if let Some(v) = g.webhook_secret {
-                self.github.webhook_secrets = v.into_secrets();
-            }
-            if let Some(v) = g.writes_per_minute {
-                self.github.writes_per_minute = v;
-            }
-        }
-        if let Some(j) = f.jira {
-            self.jira.base_url = j.base_url.or(self.jira.base_url.take());
-            self.jira.email = j.email.or(self.jira.email.take());
-            self.jira.api_token = j.api_token.or(self.jira.api_token.take());
-            self.jira.webhook_secret = j.webhook_secret.or(self.jira.webhook_secret.take());
-            if let Some(m) = j.mapping {
-                self.jira.mapping = m;
-            }
-        }
-        if let Some(r) = f.roles {
-            self.roles.pm = r.pm.unwrap_or_default();
-            self.roles.qa_lead = r.qa_lead.unwrap_or_default();
-        }
-        if let Some(r) = f.reports {
-            self.reports_target = r.target.or(self.reports_target.take());
-        }
-        if let Some(c) = f.calendar {
-            if let Some(v) = c.workweek {
-                self.workweek = v;
-            }
-            if let Some(v) = c.holidays {
-                self.holidays = v;
-            }
-        }
-        if let Some(q) = f.queue {
-            if let Some(v) = q.workers {
-                self.queue.workers = v;
-            }
-            if let Some(v) = q.max_attempts {
-                self.queue.max_attempts = v;
-            }
-            if let Some(v) = q.lease_secs {
-                self.queue.lease_secs = v;
-            }
-        }
-        self.validate()
-    }
-
-    fn apply_env(&mut self, env: &BTreeMap<String, String>) -> anyhow::Result<()> {
-        let get = |k: &str| env.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-        if let Some(v) = get("ROLLGATE_LISTEN") {
-            self.listen =
-                v.parse().with_context(|| format!("ROLLGATE_LISTEN={v:?} is not an address"))?;
-        }
-        if let Some(v) = get("ROLLGATE_DATABASE_URL") {
-            self.database_url = v.into();
-        }
-        if let Some(v) = get("ROLLGATE_POLICIES") {
-            self.policies = v.into();
-        }
-        if let Some(v) = get("ROLLGATE_TIMEZONE") {
-            self.timezone = parse_tz(v)?;
-        }
-        if let Some(v) = get("ROLLGATE_DRY_RUN") {
-            self.dry_run = parse_bool("ROLLGATE_DRY_RUN", v)?;
-        }
-        if let Some(v) = get("ROLLGATE_ADMIN_TOKEN") {
-            self.admin_token = Some(Secret::new(v));
-        }
-        if let Some(v) = get("ROLLGATE_GITHUB_API_URL") {
-            self.github.api_url = v.into();
-        }
-        if let Some(v) = get("ROLLGATE_GITHUB_TOKEN") {
-            self.github.token = Some(Secret::new(v));
-        }
-        if let Some(v) = get("ROLLGATE_GITHUB_APP_ID") {
-            self.github.app_id = Some(v.parse().with_context(|| {
-                format!("ROLLGATE_GITHUB_APP_ID={v:?} is not a number (the App ID on the App's settings page)")
-            })?);
-        }
-        match (get("ROLLGATE_GITHUB_APP_PRIVATE_KEY"), get("ROLLGATE_GITHUB_APP_PRIVATE_KEY_FILE")) {
-            (Some(_), Some(_)) => bail!("set ROLLGATE_GITHUB_APP_PRIVATE_KEY or ROLLGATE_GITHUB_APP_PRIVATE_KEY_FILE, not both"),
-            (Some(pem), None) => {
-                // An environment file holds one line: accept the PEM with its newlines written `\n`.
-                let pem = if pem.contains('\n') { pem.to_string() } else { pem.replace("\\n", "\n") };
-                self.github.app_key = Some(AppKey { pem: Secret::new(pem), from: "ROLLGATE_GITHUB_APP_PRIVATE_KEY".into() });
-            }
-            (None, Some(path)) => {
-                self.github.app_key = Some(read_key_file(Path::new(path), "ROLLGATE_GITHUB_APP_PRIVATE_KEY_FILE")?);
-            }
-            (None, None) => {}
-        }
-        if let Some(v) = get("ROLLGATE_GITHUB_WEBHOOK_SECRET") {
-            self.github.webhook_secrets = split_list(v).map(Secret::new).collect();
-        }
-        if let Some(v) = get("ROLLGATE_GITHUB_WRITES_PER_MINUTE") {
-            self.github.writes_per_minute = v.parse().with_context(|| {
-                format!("ROLLGATE_GITHUB_WRITES_PER_MINUTE={v:?} is not a whole number")
-            })?;
-        }
-        if let Some(v) = get("ROLLGATE_JIRA_BASE_URL") {
-            self.jira.base_url = Some(v.into());
-        }
-        if let Some(v) = get("ROLLGATE_JIRA_EMAIL") {
-            self.jira.email = Some(v.into());
-        }
-        if let Some(v) = get("ROLLGATE_JIRA_API_TOKEN") {
-            self.jira.api_token = Some(Secret::new(v));
-        }
-        if let Some(v) = get("ROLLGATE_JIRA_WEBHOOK_SECRET") {
-            self.jira.webhook_secret = Some(Secret::new(v));
-        }
-        if let Some(v) = get("ROLLGATE_ROLES_PM") {
-            self.roles.pm = split_list(v).map(String::from).collect();
-        }
-        if let Some(v) = get("ROLLGATE_ROLES_QA_LEAD") {
-            self.roles.qa_lead = split_list(v).map(String::from).collect();
-        }
-        if let Some(v) = get("ROLLGATE_REPORTS_TARGET") {
-            self.reports_target = Some(v.into());
-        }
-        if let Some(v) = get("ROLLGATE_HOLIDAYS") {
-            self.holidays = split_list(v).map(String::from).collect();
-        }
-        if let Some(v) = get("ROLLGATE_WORKWEEK") {
-            self.workweek = split_list(v).map(String::from).collect();
-        }
-        if let Some(v) = get("ROLLGATE_WORKERS") {
-            self.queue.workers =
-                v.parse().with_context(|| format!("ROLLGATE_WORKERS={v:?} is not a number"))?;
-        }
-        if let Some(v) = get("ROLLGATE_MAX_ATTEMPTS") {
-            self.queue.max_attempts = v
-                .parse()
-                .with_context(|| format!("ROLLGATE_MAX_ATTEMPTS={v:?} is not a number"))?;
-        }
-        if let Some(v) = get("ROLLGATE_LEASE_SECS") {
-            self.queue.lease_secs =
-                v.parse().with_context(|| format!("ROLLGATE_LEASE_SECS={v:?} is not a number of seconds"))?;
-        }
-        self.validate()
-    }
-
     fn validate(&self) -> anyhow::Result<()> {
         if self.queue.workers == 0 {
             bail!("queue workers must be at least 1");
@@ -407,22 +254,35 @@ impl Settings {
         if !(self.github.api_url.starts_with("http://") || self.github.api_url.starts_with("https://")) {
             bail!("GitHub API URL {:?} must start with http:// or https://", self.github.api_url);
         }
-        Ok(())
+        if let Some(target) = self.reports_target.as_deref().filter(|t| t.contains('/')) {
+            if !crate::model::is_github_repo(target) {
+                bail!("reports target {target:?} is not a GitHub repository name (owner/name) or a Jira project key");
+            }
+        }
+        if self.jira.allow_unsigned_webhooks && !self.jira.webhook_secrets.is_empty() {
+            bail!(
+                "ROLLGATE_JIRA_WEBHOOK_SECRET and ROLLGATE_JIRA_ALLOW_UNSIGNED_WEBHOOKS ([jira] allow_unsigned_webhooks) are both set: \
+                 with a secret every Jira delivery must be signed, so remove allow_unsigned_webhooks"
+            );
+        }
+        self.http.validate()
     }
 
     /// What `serve` prints at start: every setting, secrets as set/unset only.
     pub fn describe(&self) -> String {
         let set = |s: &Option<Secret>| if s.is_some() { "set" } else { "unset" };
         format!(
-            "listen={} database={} policies={} timezone={} dry_run={} admin_token={} \
+            "listen={} database={} policies={} timezone={} dry_run={} admin_token={} evaluate_token={} metrics_token={} \
              github_api={} github_token={} github_app_id={} github_app_key={} github_webhook_secrets={} github_writes_per_minute={} \
-             jira_base_url={} roles_pm={} roles_qa_lead={} workers={} max_attempts={} lease_secs={}",
+             jira_base_url={} jira_webhook_secrets={} jira_unsigned_webhooks={} roles_pm={} roles_qa_lead={} workers={} max_attempts={} lease_secs={} {}",
             self.listen,
             redact_url(&self.database_url),
             self.policies.display(),
             self.timezone,
             self.effective_dry_run(),
             set(&self.admin_token),
+            set(&self.evaluate_token),
+            set(&self.metrics_token),
             self.github.api_url,
             set(&self.github.token),
             self.github.app_id.map_or_else(|| "unset".to_string(), |id| id.to_string()),
@@ -430,11 +290,14 @@ impl Settings {
             self.github.webhook_secrets.len(),
             self.github.writes_per_minute,
             self.jira.base_url.as_deref().unwrap_or("unset"),
+            self.jira.webhook_secrets.len(),
+            if self.jira.allow_unsigned_webhooks { "ACCEPTED" } else { "refused" },
             self.roles.pm.len(),
             self.roles.qa_lead.len(),
             self.queue.workers,
             self.queue.max_attempts,
             self.queue.lease_secs,
+            self.http.describe(),
         )
     }
 }
@@ -463,6 +326,32 @@ fn split_list(v: &str) -> impl Iterator<Item = &str> {
     v.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
+/// A secret or token from `setting`. An empty one is refused rather than taken: an empty admin
+/// token would match a request without the header, an empty webhook secret would verify
+/// deliveries signed with the empty key.
+fn secret(setting: &str, value: String) -> anyhow::Result<Secret> {
+    if value.trim().is_empty() {
+        bail!("{setting} is empty: an empty secret or token would let anyone through; remove the key to leave it unset, or give it a value");
+    }
+    Ok(Secret(value))
+}
+
+/// A comma-separated list of secrets (`old,new` while rotating). Every entry must have a value:
+/// `a,,b` is refused, naming the setting, for the same reason as an empty secret.
+fn secret_list(setting: &str, value: &str) -> anyhow::Result<Vec<Secret>> {
+    value
+        .split(',')
+        .map(|s| {
+            let s = s.trim();
+            if s.is_empty() {
+                // The value itself is never quoted: it holds the other secrets.
+                bail!("{setting} has an empty entry (two commas in a row, or a comma at either end): every secret in the list needs a value, an empty one would verify deliveries signed with the empty key");
+            }
+            Ok(Secret::new(s))
+        })
+        .collect()
+}
+
 fn parse_bool(name: &str, v: &str) -> anyhow::Result<bool> {
     match v.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
@@ -476,176 +365,3 @@ fn parse_tz(v: &str) -> anyhow::Result<chrono_tz::Tz> {
         .map_err(|_| anyhow::anyhow!("time zone {v:?} is not an IANA zone name such as Europe/Paris"))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileSettings {
-    listen: Option<String>,
-    database_url: Option<String>,
-    policies: Option<PathBuf>,
-    timezone: Option<String>,
-    dry_run: Option<bool>,
-    admin_token: Option<Secret>,
-    github: Option<FileGithub>,
-    jira: Option<FileJira>,
-    roles: Option<FileRoles>,
-    queue: Option<FileQueue>,
-    calendar: Option<FileCalendar>,
-    reports: Option<FileReports>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileReports {
-    target: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileCalendar {
-    workweek: Option<Vec<String>>,
-    holidays: Option<Vec<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileGithub {
-    api_url: Option<String>,
-    token: Option<Secret>,
-    app_id: Option<u64>,
-    private_key_file: Option<PathBuf>,
-    webhook_secret: Option<OneOrMany>,
-    writes_per_minute: Option<u32>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    fn into_secrets(self) -> Vec<Secret> {
-        match self {
-            OneOrMany::One(s) => split_list(&s).map(Secret::new).collect(),
-            OneOrMany::Many(v) => v.into_iter().map(Secret).collect(),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileJira {
-    base_url: Option<String>,
-    email: Option<String>,
-    api_token: Option<Secret>,
-    webhook_secret: Option<Secret>,
-    mapping: Option<JiraMapping>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileRoles {
-    pm: Option<Vec<String>>,
-    qa_lead: Option<Vec<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileQueue {
-    workers: Option<usize>,
-    max_attempts: Option<u32>,
-    lease_secs: Option<u64>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
-
-    #[test]
-    fn env_wins_over_file_and_secrets_never_print() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("rollgate.toml");
-        std::fs::write(
-            &file,
-            "listen = \"127.0.0.1:9000\"\ntimezone = \"Asia/Kolkata\"\n[github]\nwebhook_secret = [\"a\", \"b\"]\ntoken = \"tok-file\"\n[roles]\npm = [\"alice\", \"@acme/pms\"]\n",
-        )
-        .unwrap();
-        let s = Settings::load_from(
-            Some(&file),
-            &env(&[("ROLLGATE_LISTEN", "127.0.0.1:9001"), ("ROLLGATE_GITHUB_TOKEN", "tok-env")]),
-        )
-        .unwrap();
-        assert_eq!(s.listen.port(), 9001);
-        assert_eq!(s.timezone, chrono_tz::Asia::Kolkata);
-        assert_eq!(s.github.webhook_secrets.len(), 2);
-        assert_eq!(s.github.token.as_ref().unwrap().expose(), "tok-env");
-        assert_eq!(s.roles.pm, vec!["alice", "@acme/pms"]);
-        let shown = format!("{s:?} {}", s.describe());
-        assert!(!shown.contains("tok-env") && !shown.contains("tok-file"), "{shown}");
-        assert!(!s.effective_dry_run());
-    }
-
-    #[test]
-    fn no_token_means_dry_run_and_bad_values_are_named() {
-        let s = Settings::load_from(None, &env(&[])).unwrap();
-        assert!(s.effective_dry_run());
-        let err = Settings::load_from(None, &env(&[("ROLLGATE_TIMEZONE", "Mars/Base")])).unwrap_err();
-        assert!(err.to_string().contains("Mars/Base"), "{err}");
-        let err = Settings::load_from(None, &env(&[("ROLLGATE_DRY_RUN", "maybe")])).unwrap_err();
-        assert!(err.to_string().contains("ROLLGATE_DRY_RUN"), "{err}");
-    }
-
-    #[test]
-    fn a_github_app_is_read_from_file_and_env_and_never_printed_or_mixed_with_a_token() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("app.pem");
-        std::fs::write(&key, "-----BEGIN RSA PRIVATE KEY-----\nsecret-key-text\n-----END RSA PRIVATE KEY-----\n").unwrap();
-        let file = dir.path().join("rollgate.toml");
-        std::fs::write(&file, format!("[github]\napp_id = 12345\nprivate_key_file = {:?}\n", key.display().to_string())).unwrap();
-        let s = Settings::load_from(Some(&file), &env(&[])).unwrap();
-        match s.github.auth() {
-            Some(GithubAuth::App { id, key }) => {
-                assert_eq!(id, 12345);
-                assert!(key.pem.expose().contains("secret-key-text"));
-                assert!(key.from.starts_with("[github] private_key_file"), "{}", key.from);
-            }
-            other => panic!("expected the App, got {other:?}"),
-        }
-        assert!(!s.effective_dry_run(), "an App is a GitHub credential");
-        let shown = format!("{s:?} {}", s.describe());
-        assert!(!shown.contains("secret-key-text"), "{shown}");
-        assert!(shown.contains("github_app_id=12345 github_app_key=set"), "{shown}");
-
-        // The variable wins over the file, and one line with `\n` escapes is a PEM.
-        let s = Settings::load_from(
-            Some(&file),
-            &env(&[("ROLLGATE_GITHUB_APP_PRIVATE_KEY", "-----BEGIN RSA PRIVATE KEY-----\\nfrom-env\\n-----END RSA PRIVATE KEY-----")]),
-        )
-        .unwrap();
-        let key = s.github.app_key.unwrap();
-        assert_eq!(key.from, "ROLLGATE_GITHUB_APP_PRIVATE_KEY");
-        assert!(key.pem.expose().contains("\nfrom-env\n"), "{:?}", key.pem.expose().len());
-
-        let err = Settings::load_from(Some(&file), &env(&[("ROLLGATE_GITHUB_TOKEN", "t")])).unwrap_err();
-        assert!(err.to_string().contains("both ROLLGATE_GITHUB_TOKEN and a GitHub App"), "{err}");
-        let err = Settings::load_from(None, &env(&[("ROLLGATE_GITHUB_APP_ID", "7")])).unwrap_err();
-        assert!(err.to_string().contains("without the App's private key"), "{err}");
-        let err = Settings::load_from(None, &env(&[("ROLLGATE_GITHUB_APP_ID", "my-app")])).unwrap_err();
-        assert!(err.to_string().contains("ROLLGATE_GITHUB_APP_ID=\"my-app\" is not a number"), "{err}");
-        let missing = dir.path().join("nope.pem");
-        let err = Settings::load_from(None, &env(&[("ROLLGATE_GITHUB_APP_ID", "7"), ("ROLLGATE_GITHUB_APP_PRIVATE_KEY_FILE", missing.to_str().unwrap())]))
-            .unwrap_err();
-        assert!(format!("{err:#}").contains("ROLLGATE_GITHUB_APP_PRIVATE_KEY_FILE: reading"), "{err:#}");
-    }
-
-    #[test]
-    fn database_passwords_are_redacted() {
-        assert_eq!(redact_url("postgres://bob:pw@db/x"), "postgres://bob:***@db/x");
-        assert_eq!(redact_url("sqlite://rollgate.db"), "sqlite://rollgate.db");
-    }
-}

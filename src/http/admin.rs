@@ -9,22 +9,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-/// Constant-time comparison: the time taken says nothing about how much of a guess was right.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
     let Some(token) = &state.admin_token else {
         return Err((StatusCode::NOT_FOUND, Json(json!({ "error": "admin routes are off: set ROLLGATE_ADMIN_TOKEN" }))).into_response());
     };
-    let given = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !same(given.as_bytes(), token.expose().as_bytes()) {
-        return Err((StatusCode::UNAUTHORIZED, Json(json!({ "error": "missing or wrong admin token" }))).into_response());
+    if !super::auth::bearer_matches(headers, token) {
+        return Err(super::auth::unauthorized("missing or wrong admin token"));
     }
     Ok(())
 }

@@ -1,12 +1,18 @@
 //! POST /api/v1/evaluate: would this status change be allowed? A synchronous, dry evaluation
 //! for a Jira workflow validator (ScriptRunner, a Forge app, an Automation web request): the
 //! same rules as the worker, nothing stored, nothing applied.
+//!
+//! Trust: with `ROLLGATE_EVALUATE_TOKEN` set, a caller must present it and may name the actor
+//! being judged (a validator passes the acting user). Without it anyone may ask, but every
+//! request is judged as an anonymous person with no roles, whatever `actor` the body names,
+//! and the answer says so (`"actor_trusted": false`): naming the PM proves nothing.
 
 use super::AppState;
 use crate::model::{Actor, DeliveryId, Event, IssueKey, IssueSnapshot, NativeFields, StatedChange};
 use crate::process::facts::Me;
 use crate::process::Prepared;
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -43,7 +49,29 @@ fn bad(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, Json(json!({ "error": msg.into() }))).into_response()
 }
 
-pub async fn evaluate(State(state): State<AppState>, Json(req): Json<EvaluateRequest>) -> Response {
+/// Who an untrusted request is judged as: no GitHub login or Jira account id can be written
+/// with parentheses, so no role list can name it.
+pub const ANONYMOUS: &str = "(anonymous)";
+
+pub async fn evaluate(State(state): State<AppState>, request: Request) -> Response {
+    let trusted = match &state.evaluate_token {
+        Some(token) if !super::auth::bearer_matches(request.headers(), token) => {
+            return super::auth::unauthorized("missing or wrong evaluate token (ROLLGATE_EVALUATE_TOKEN)")
+        }
+        Some(_) => true,
+        None => false,
+    };
+    // The body under the same limits as a webhook's; then axum's JSON reading as before
+    // (415 without a JSON content type, 400 bad syntax, 422 unknown or missing fields).
+    let (parts, bytes, held) = match state.intake.read(request).await {
+        Ok(read) => read,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let req = match Json::<EvaluateRequest>::from_request(Request::from_parts(parts, Body::from(bytes)), &state).await {
+        Ok(Json(req)) => req,
+        Err(rejection) => return rejection.into_response(),
+    };
+    drop(held);
     let policies = state.policies.current();
     let vocab = &policies.vocabulary;
     let key_text = match &req.issue {
@@ -84,7 +112,11 @@ pub async fn evaluate(State(state): State<AppState>, Json(req): Json<EvaluateReq
     proposed.updated_at = current.updated_at + chrono::Duration::milliseconds(1);
     let from = crate::process::view::normalize(&current, vocab, None).fields.get("status").cloned();
     let changes = vec![StatedChange::FieldSet { field: "status".into(), from, to: Some(to.clone()) }];
-    let actor = req.actor.clone().unwrap_or_else(|| "validator".into());
+    let actor = match (trusted, &req.actor) {
+        (true, Some(actor)) => actor.clone(),
+        (true, None) => "validator".into(),
+        (false, _) => ANONYMOUS.into(),
+    };
     let event = Event {
         delivery: DeliveryId(format!("evaluate-{}", now.timestamp_millis())),
         kind: "issues.edited".into(),
@@ -99,7 +131,7 @@ pub async fn evaluate(State(state): State<AppState>, Json(req): Json<EvaluateReq
         taken_in_by: None,
     };
     let mut prepared = Prepared::new(&policies, &event, &changes, Some(&current), &bot_comments, &Me::default());
-    prepared.facts.roles = state.policy_config.roles.of_login(&actor);
+    prepared.facts.roles = if trusted { state.policy_config.roles.of_login(&actor) } else { Vec::new() };
     let mut history = match state.store.history(&key).await {
         Ok(h) => h.into_iter().filter(crate::store::HistoryEntry::effective).collect::<Vec<_>>(),
         Err(e) => return bad(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e:#}")),
@@ -112,6 +144,8 @@ pub async fn evaluate(State(state): State<AppState>, Json(req): Json<EvaluateReq
             "why": d.why,
             "issue": key.short(),
             "to_status": to,
+            "actor": actor,
+            "actor_trusted": trusted,
             "policy_version": policies.version.as_str(),
         }))
         .into_response(),

@@ -3,6 +3,9 @@
 
 mod admin;
 mod api;
+mod auth;
+pub mod intake;
+pub mod server;
 mod webhook;
 
 use crate::clock::Clock;
@@ -31,9 +34,18 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub wake: Arc<Notify>,
     pub github_secrets: Arc<Vec<Secret>>,
-    pub jira_secret: Option<Secret>,
+    /// Empty: Jira deliveries are refused, unless `jira_unsigned` (the operator's explicit
+    /// opt-in) accepts them without a signature.
+    pub jira_secrets: Arc<Vec<Secret>>,
+    pub jira_unsigned: bool,
     pub jira_fields: Arc<crate::ingest::jira::JiraFields>,
     pub admin_token: Option<Secret>,
+    pub evaluate_token: Option<Secret>,
+    pub metrics_token: Option<Secret>,
+    /// Limits for bodies read before anyone vouched for them.
+    pub intake: Arc<intake::Intake>,
+    /// How long a delivery or `/readyz` waits for the store.
+    pub store_timeout: std::time::Duration,
     pub policy_config: crate::policy::PolicyConfig,
     pub reloader: Arc<Reloader>,
     pub dry_run: bool,
@@ -49,11 +61,28 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/reload", post(admin::reload))
         .route("/api/v1/evaluate", post(api::evaluate))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(refuse_oversized))
         .with_state(state)
 }
 
+/// A declared `Content-Length` over the limit is answered 413 at once, on every route, and
+/// the connection closed: the body is never read (it used to be read whole first).
+async fn refuse_oversized(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if intake::declared_length(req.headers()).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        crate::metrics::METRICS.inc("rollgate_http_refused_total", &[("reason", "too_large")]);
+        return intake::Refusal::TooLarge.into_response();
+    }
+    next.run(req).await
+}
+
 /// GET /metrics: Prometheus text. Counters from the process; inbox gauges from the store.
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Open unless `ROLLGATE_METRICS_TOKEN` is set; then only with that bearer token.
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(token) = &state.metrics_token {
+        if !auth::bearer_matches(&headers, token) {
+            return auth::unauthorized("missing or wrong metrics token (ROLLGATE_METRICS_TOKEN)");
+        }
+    }
     let policy = state.policies.current();
     let mut gauges = vec![("rollgate_policy_info", "The running policy set (value 1).", format!("{{version=\"{}\"}}", policy.version), 1.0)];
     let reload_error = if state.reloader.status().error.is_some() { 1.0 } else { 0.0 };
@@ -67,6 +96,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
         }
         Err(e) => tracing::warn!(error = %format!("{e:#}"), "metrics: the store did not answer"),
     }
+    let free = state.intake.available() as f64;
+    gauges.push(("rollgate_http_unsigned_bytes_free", "Bytes of the unsigned-body budget free now.", String::new(), free));
     let body = crate::metrics::METRICS.render(&gauges);
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
@@ -76,7 +107,13 @@ async fn metrics(State(state): State<AppState>) -> Response {
 async fn readyz(State(state): State<AppState>) -> Response {
     let policy = state.policies.current();
     let reload = state.reloader.status();
-    match state.store.ping().await {
+    // Bounded: an unreachable database must not hold the probe (and a connection) for the
+    // pool's whole acquire timeout.
+    let ping = match tokio::time::timeout(state.store_timeout, state.store.ping()).await {
+        Ok(answer) => answer,
+        Err(_) => Err(anyhow::anyhow!("the store did not answer within {} ms", state.store_timeout.as_millis())),
+    };
+    match ping {
         Ok(()) => Json(json!({
             "status": "ready",
             "store": "ok",

@@ -33,10 +33,11 @@ impl FromRequest<AppState> for SignedGithub {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let headers: HeaderMap = req.headers().clone();
+        // Read under the intake limits (size, time, the unsigned-bytes budget): nothing has
+        // vouched for this body yet.
+        let (parts, body, held) = state.intake.read(req).await.map_err(|r| rejected("github", r.outcome(), r.into_response()))?;
+        let headers: HeaderMap = parts.headers;
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        // Bytes enforces DefaultBodyLimit: an oversized body is a 413 here.
-        let body = Bytes::from_request(req, state).await.map_err(|e| rejected("github", "too_large", e.into_response()))?;
         if state.github_secrets.is_empty() {
             METRICS.inc("rollgate_deliveries_total", &[("tracker", "github"), ("outcome", "unauthorized")]);
             return Err(refuse(StatusCode::UNAUTHORIZED, "no GitHub webhook secret is configured"));
@@ -48,6 +49,8 @@ impl FromRequest<AppState> for SignedGithub {
             METRICS.inc("rollgate_deliveries_total", &[("tracker", "github"), ("outcome", "unauthorized")]);
             return Err(refuse(StatusCode::UNAUTHORIZED, "missing or wrong X-Hub-Signature-256"));
         }
+        // Signed: the body no longer counts against the budget for unsigned bodies.
+        drop(held);
         let event = header("x-github-event").ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "missing X-GitHub-Event"))?;
         let delivery = header("x-github-delivery")
             .filter(|d| !d.is_empty() && d.len() <= 128)
@@ -95,9 +98,44 @@ async fn answer(state: &AppState, parsed: Parsed, delivery: &DeliveryId, tracker
     }
 }
 
+/// The longest a delivery waits for a store that answers but commits slowly (a busy disk's
+/// fsync): under GitHub's 10 s, after which it counts the delivery as failed anyway.
+const SLOW_STORE_LIMIT: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// Waits for `commit`, telling an unreachable store from a slow one. Half the store timeout for
+/// the commit; then, if it has not answered, half for a ping (which needs no write): a store
+/// that does not answer the ping is down, and the delivery gets 503 within the store timeout
+/// instead of the pool's 10 s acquire timeout; one that does is only slow, and the commit is
+/// awaited up to `SLOW_STORE_LIMIT`, so a busy disk does not turn into refusals.
+///
+/// `None`: refused. An event given up on may still sit in the group commit's queue and be
+/// committed once the database answers. That is safe: the tracker's redelivery carries the same
+/// delivery id, which the inbox dedupes on, so the event is processed once whichever lands first.
+async fn store_bounded<T>(state: &AppState, commit: impl std::future::Future<Output = T>) -> Option<T> {
+    let started = tokio::time::Instant::now();
+    let half = (state.store_timeout / 2).max(std::time::Duration::from_millis(1));
+    let mut commit = std::pin::pin!(commit);
+    if let Ok(answer) = tokio::time::timeout(half, &mut commit).await {
+        return Some(answer);
+    }
+    let alive = tokio::select! {
+        answer = &mut commit => return Some(answer),
+        ping = tokio::time::timeout(half, state.store.ping()) => matches!(ping, Ok(Ok(()))),
+    };
+    if !alive {
+        return None;
+    }
+    tokio::time::timeout(SLOW_STORE_LIMIT.saturating_sub(started.elapsed()), commit).await.ok()
+}
+
 async fn enqueue(state: &AppState, event: Event) -> Response {
     let (tracker, delivery, issue, kind) = (event.tracker(), event.delivery.clone(), event.issue.key.short(), event.kind.clone());
-    match state.inbox.enqueue(event).await {
+    let Some(stored) = store_bounded(state, state.inbox.enqueue(event)).await else {
+        tracing::error!(%delivery, timeout_ms = state.store_timeout.as_millis() as u64, "the store did not answer: delivery refused");
+        METRICS.inc("rollgate_deliveries_total", &[("tracker", tracker.as_str()), ("outcome", "store_timeout")]);
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "could not store the delivery in time; redeliver it");
+    };
+    match stored {
         Ok(inserted) => {
             let status = match inserted {
                 Inserted::Queued => {
@@ -119,8 +157,9 @@ async fn enqueue(state: &AppState, event: Event) -> Response {
     }
 }
 
-/// A Jira delivery: signed (X-Hub-Signature) when a secret is configured, which Jira admin
-/// webhooks support; Jira retries under the same X-Atlassian-Webhook-Identifier.
+/// A Jira delivery whose `X-Hub-Signature` (admin webhooks, Cloud and Data Center) matched one
+/// of the configured secrets; or, only when the operator opted in to unsigned Jira webhooks,
+/// any delivery. Jira retries under the same X-Atlassian-Webhook-Identifier.
 pub struct SignedJira {
     delivery: DeliveryId,
     body: Bytes,
@@ -130,16 +169,22 @@ impl FromRequest<AppState> for SignedJira {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let headers: HeaderMap = req.headers().clone();
+        let (parts, body, held) = state.intake.read(req).await.map_err(|r| rejected("jira", r.outcome(), r.into_response()))?;
+        let headers: HeaderMap = parts.headers;
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let body = Bytes::from_request(req, state).await.map_err(|e| rejected("jira", "too_large", e.into_response()))?;
-        if let Some(secret) = &state.jira_secret {
-            if !signature::verify(std::slice::from_ref(secret), &body, header("x-hub-signature").as_deref()) {
-                tracing::warn!("Jira delivery with a missing or wrong signature");
+        if state.jira_secrets.is_empty() {
+            if !state.jira_unsigned {
                 METRICS.inc("rollgate_deliveries_total", &[("tracker", "jira"), ("outcome", "unauthorized")]);
-                return Err(refuse(StatusCode::UNAUTHORIZED, "missing or wrong X-Hub-Signature"));
+                return Err(refuse(StatusCode::UNAUTHORIZED, "no Jira webhook secret is configured"));
             }
+            // ROLLGATE_JIRA_ALLOW_UNSIGNED_WEBHOOKS: the operator vouches for the network instead.
+        } else if !signature::verify(&state.jira_secrets, &body, header("x-hub-signature").as_deref()) {
+            let delivery = crate::ingest::clip(&header("x-atlassian-webhook-identifier").unwrap_or_default(), 64);
+            tracing::warn!(%delivery, "Jira delivery with a missing or wrong signature");
+            METRICS.inc("rollgate_deliveries_total", &[("tracker", "jira"), ("outcome", "unauthorized")]);
+            return Err(refuse(StatusCode::UNAUTHORIZED, "missing or wrong X-Hub-Signature"));
         }
+        drop(held);
         // Data Center may send no identifier: the body's hash dedupes an identical retry.
         let delivery = header("x-atlassian-webhook-identifier")
             .filter(|d| !d.is_empty() && d.len() <= 128)

@@ -38,11 +38,13 @@ pub fn parse(
                 // Pull requests share the issues API; the playbook governs issues only.
                 return Ok(Parsed::Ignored(format!("{kind} on a pull request")));
             }
-            // The store reads the key back with `IssueKey`'s parser; refuse what it cannot read
-            // rather than queue an event the worker would fail on at every pass.
+            // The store reads the key back with `IssueKey`'s parser, which takes only names
+            // GitHub could have given (`is_github_repo`): refuse what it cannot read rather than
+            // queue an event the worker would fail on, and never let `../..` or non-ASCII text
+            // near an API path.
             let key = format!("github:{}#{}", p.repository.full_name, p.issue.number);
             if key.parse::<IssueKey>().is_err() {
-                return Err(ParseError("repository.full_name is not owner/repo".into()));
+                return Err(ParseError("repository.full_name is not owner/repo as GitHub names them (owner: letters, digits, -; repo: letters, digits, . _ -; not . or ..)".into()));
             }
             Ok(Parsed::Event(Box::new(to_event(kind, delivery, p, received_at))))
         }
@@ -247,7 +249,7 @@ mod tests {
     fn a_repository_name_the_store_cannot_read_back_is_refused() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/github/issues.opened.json");
         let mut p: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        for name in ["no-slash", "a/b/c", "/repo", "owner/"] {
+        for name in ["no-slash", "a/b/c", "/repo", "owner/", "../..", "owner/..", "ôwner/repo", "owner/répo", "own er/repo", "owner/re%2Fpo"] {
             p["repository"]["full_name"] = serde_json::json!(name);
             let err = parse("issues", DeliveryId("d".into()), p.to_string().as_bytes(), Utc::now()).expect_err(name);
             assert!(err.0.contains("owner/repo"), "{name}: {err}");

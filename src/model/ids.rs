@@ -76,6 +76,21 @@ impl fmt::Display for IssueKey {
     }
 }
 
+/// Whether `full_name` is a repository name GitHub could have given: `owner/repo`, the owner
+/// of ASCII letters, digits and `-` (and `_`, which the logins of GitHub Enterprise Managed
+/// Users carry: `mona_acme`), 1 to 39 characters; the repository of letters, digits, `.`, `_`
+/// and `-`, 1 to 100 characters, and neither `.` nor `..`. Anything else never came from
+/// GitHub, and must not reach an API path: `../..` would climb out of `/repos/`.
+pub fn is_github_repo(full_name: &str) -> bool {
+    let Some((owner, repo)) = full_name.split_once('/') else { return false };
+    let owner_ok = (1..=39).contains(&owner.len()) && owner.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let repo_ok = (1..=100).contains(&repo.len())
+        && repo.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && repo != "."
+        && repo != "..";
+    owner_ok && repo_ok
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("`{0}` is not an issue key: write owner/repo#12 (GitHub) or PROJ-12 (Jira)")]
 pub struct BadIssueKey(String);
@@ -93,8 +108,7 @@ impl FromStr for IssueKey {
             None => (None, s),
         };
         if let Some((repo, number)) = rest.rsplit_once('#') {
-            let valid_repo = repo.split('/').count() == 2 && repo.split('/').all(|p| !p.is_empty());
-            if tracker == Some(TrackerKind::Jira) || !valid_repo {
+            if tracker == Some(TrackerKind::Jira) || !is_github_repo(repo) {
                 return Err(bad());
             }
             let number = number.parse().map_err(|_| bad())?;
@@ -179,6 +193,22 @@ mod tests {
         assert_eq!(j.to_string(), "jira:PROJ-7");
         for bad in ["", "octo#1", "octo/hello#x", "/x#1", "jira:a/b#1", "github:PROJ-1", "nope:x#1"] {
             assert!(bad.parse::<IssueKey>().is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn only_names_github_could_give_are_github_repositories() {
+        for good in ["octo/hello", "Octo-Cat/Hello.World", "a/b", "mona_acme/x", "o/.github", "o/..x", "o/a_b-c.d", &format!("{}/{}", "a".repeat(39), "r".repeat(100))] {
+            assert!(is_github_repo(good), "{good} should be accepted");
+            let key: IssueKey = format!("{good}#3").parse().unwrap();
+            assert_eq!(key.to_string().parse::<IssueKey>().unwrap(), key, "{good} reads back");
+        }
+        for bad in [
+            "../..", "o/..", "o/.", "./x", "../x", "octo", "octo/hello/x", "/hello", "octo/", "oct o/x", "octo/hé", "ôcto/x",
+            "octo/x%2F..", "octo/x?y", "octo/x#y", "o.o/x", &format!("{}/r", "a".repeat(40)), &format!("o/{}", "r".repeat(101)),
+        ] {
+            assert!(!is_github_repo(bad), "{bad} should be refused");
+            assert!(format!("github:{bad}#1").parse::<IssueKey>().is_err(), "{bad} is no issue key");
         }
     }
 }

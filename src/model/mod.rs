@@ -3,7 +3,7 @@
 
 mod ids;
 
-pub use ids::{BadIssueKey, CommentId, DeliveryId, IssueKey, PolicyVersion, TrackerKind};
+pub use ids::{is_github_repo, BadIssueKey, CommentId, DeliveryId, IssueKey, PolicyVersion, TrackerKind};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -178,8 +178,8 @@ impl GithubTracker {
     /// delivery (`note_installation`), else asked of GitHub once and remembered.
     async fn installation_for(&self, app: &GithubApp, on: On<'_>) -> TrackerResult<u64> {
         let (account, path, place) = match on {
-            On::Repo(repo) => (repo.split('/').next().unwrap_or(repo), format!("/repos/{repo}/installation"), repo),
-            On::Org(org) => (org, format!("/orgs/{}/installation", utf8_percent_encode(org, PATH_SEGMENT)), org),
+            On::Repo(repo) => (repo.split('/').next().unwrap_or(repo), format!("{}/installation", repo_path(repo)), repo),
+            On::Org(org) => (org, format!("/orgs/{}/installation", segment(org)), org),
             On::App => unreachable!("the App itself has no installation"),
         };
         if let Some(id) = app.installations.known(account) {
@@ -243,8 +243,27 @@ impl GithubTracker {
     }
 
     fn issue_path(issue: &IssueKey) -> String {
-        format!("/repos/{}/issues/{}", issue.project(), issue.number())
+        format!("{}/issues/{}", repo_path(issue.project()), issue.number())
     }
+}
+
+/// `/repos/{owner}/{repo}` with each part percent-encoded as a path segment, so a name that
+/// did not come from GitHub (`../..`, `a?b`, non-ASCII) stays inside its segment. Ingest and
+/// `IssueKey` refuse such names already (`model::is_github_repo`); this is the second wall,
+/// for names typed on the command line (`--repo`, `ROLLGATE_REPORTS_TARGET`).
+fn repo_path(repo: &str) -> String {
+    let (owner, name) = repo.split_once('/').unwrap_or((repo, ""));
+    format!("/repos/{}/{}", segment(owner), segment(name))
+}
+
+/// One path segment. `.` and `..` are unreserved characters, so percent-encoding leaves them
+/// as they are, and a client or proxy that normalises paths would climb with them: they are
+/// written `%2E` instead, which names nothing on GitHub.
+fn segment(text: &str) -> String {
+    if text == "." || text == ".." {
+        return text.replace('.', "%2E");
+    }
+    utf8_percent_encode(text, PATH_SEGMENT).to_string()
 }
 
 /// GitHub's error `message`, kept short: never a whole body in a log line.
@@ -303,7 +322,7 @@ impl GithubTracker {
         }
         let mut existing = std::collections::BTreeMap::new();
         for page in 1.. {
-            let batch: Vec<Label> = parse("labels", &self.call(On::Repo(repo), Method::GET, &format!("/repos/{repo}/labels?per_page=100&page={page}"), None).await?)?;
+            let batch: Vec<Label> = parse("labels", &self.call(On::Repo(repo), Method::GET, &format!("{}/labels?per_page=100&page={page}", repo_path(repo)), None).await?)?;
             let n = batch.len();
             existing.extend(batch.into_iter().map(|l| (l.name.clone(), l)));
             if n < 100 {
@@ -315,12 +334,12 @@ impl GithubTracker {
             match existing.get(name) {
                 None => {
                     let body = json!({ "name": name, "color": color, "description": description });
-                    self.call(On::Repo(repo), Method::POST, &format!("/repos/{repo}/labels"), Some(body)).await?;
+                    self.call(On::Repo(repo), Method::POST, &format!("{}/labels", repo_path(repo)), Some(body)).await?;
                     created += 1;
                 }
                 Some(l) if l.color.eq_ignore_ascii_case(color) && l.description.as_deref() == Some(description.as_str()) => same += 1,
                 Some(_) => {
-                    let path = format!("/repos/{repo}/labels/{}", utf8_percent_encode(name, PATH_SEGMENT));
+                    let path = format!("{}/labels/{}", repo_path(repo), segment(name));
                     self.call(On::Repo(repo), Method::PATCH, &path, Some(json!({ "color": color, "description": description }))).await?;
                     updated += 1;
                 }
@@ -386,7 +405,7 @@ impl GithubTracker {
 
     /// One page (100) of a repository's issues, pull requests left out; `None` past the last.
     pub async fn list_issues(&self, repo: &str, page: u32) -> TrackerResult<Option<Vec<IssueSnapshot>>> {
-        let path = format!("/repos/{repo}/issues?state=all&sort=created&direction=asc&per_page=100&page={page}");
+        let path = format!("{}/issues?state=all&sort=created&direction=asc&per_page=100&page={page}", repo_path(repo));
         let raw: Vec<serde_json::Value> = parse("issues", &self.call(On::Repo(repo), Method::GET, &path, None).await?)?;
         if raw.is_empty() {
             return Ok(None);
@@ -522,8 +541,7 @@ impl Tracker for GithubTracker {
     }
 
     async fn remove_label(&self, issue: &IssueKey, label: &str) -> TrackerResult<()> {
-        let name = utf8_percent_encode(label, PATH_SEGMENT);
-        let path = format!("{}/labels/{name}", Self::issue_path(issue));
+        let path = format!("{}/labels/{}", Self::issue_path(issue), segment(label));
         match self.call(On::Repo(issue.project()), Method::DELETE, &path, None).await {
             Ok(_) | Err(TrackerError::NotFound) => Ok(()),
             Err(e) => Err(e),
@@ -541,7 +559,7 @@ impl Tracker for GithubTracker {
     }
 
     async fn update_comment(&self, issue: &IssueKey, id: CommentId, body: &str) -> TrackerResult<()> {
-        let path = format!("/repos/{}/issues/comments/{id}", issue.project());
+        let path = format!("{}/issues/comments/{id}", repo_path(issue.project()));
         self.call(On::Repo(issue.project()), Method::PATCH, &path, Some(json!({ "body": body }))).await.map(drop)
     }
 
@@ -562,8 +580,7 @@ impl Tracker for GithubTracker {
         struct Membership {
             state: String,
         }
-        let seg = |s: &str| utf8_percent_encode(s, PATH_SEGMENT).to_string();
-        let path = format!("/orgs/{}/teams/{}/memberships/{}", seg(org), seg(team), seg(login));
+        let path = format!("/orgs/{}/teams/{}/memberships/{}", segment(org), segment(team), segment(login));
         match self.call(On::Org(org), Method::GET, &path, None).await {
             Ok(text) => Ok(parse::<Membership>("membership", &text)?.state == "active"),
             Err(TrackerError::NotFound) => Ok(false),
@@ -578,7 +595,7 @@ impl Tracker for GithubTracker {
             title: String,
         }
         let label = utf8_percent_encode(label, PATH_SEGMENT);
-        let path = format!("/repos/{project}/issues?labels={label}&state=all&sort=created&direction=desc&per_page=100");
+        let path = format!("{}/issues?labels={label}&state=all&sort=created&direction=desc&per_page=100", repo_path(project));
         let listed: Vec<Listed> = parse("issues", &self.call(On::Repo(project), Method::GET, &path, None).await?)?;
         Ok(listed.into_iter().find(|i| i.title == title).map(|i| IssueKey::github(project, i.number)))
     }
@@ -588,12 +605,29 @@ impl Tracker for GithubTracker {
         struct Created {
             number: u64,
         }
-        let path = format!("/repos/{project}/issues");
+        let path = format!("{}/issues", repo_path(project));
         // Once, as a comment: a lost answer must not become a second issue (see `find_issue`).
         let once = RetryPolicy { attempts: 1, ..self.retry.clone() };
         let text = self
             .call_with(&once, On::Repo(project), Method::POST, &path, Some(json!({ "title": title, "body": body, "labels": labels })))
             .await?;
         Ok(IssueKey::github(project, parse::<Created>("issue", &text)?.number))
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::{repo_path, segment};
+
+    #[test]
+    fn names_stay_inside_their_path_segments() {
+        assert_eq!(repo_path("octo-org/hello.world_1"), "/repos/octo-org/hello.world_1");
+        assert_eq!(repo_path("../.."), "/repos/%2E%2E/%2E%2E");
+        assert_eq!(repo_path("o/a/b"), "/repos/o/a%2Fb");
+        assert_eq!(repo_path("o/a b?c#d"), "/repos/o/a%20b%3Fc%23d");
+        assert_eq!(repo_path("ôwner/x"), "/repos/%C3%B4wner/x");
+        assert_eq!(segment("lane/B"), "lane%2FB");
+        assert_eq!(segment(".."), "%2E%2E");
+        assert_eq!(segment("..x"), "..x");
     }
 }

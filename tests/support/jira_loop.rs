@@ -33,7 +33,7 @@ pub async fn rollgate_on(jira: &FakeJira, cloud: bool) -> (Running, tempfile::Te
     s.jira.base_url = Some(jira.url.clone());
     s.jira.api_token = Some(Secret::new(TOKEN));
     s.jira.email = cloud.then(|| EMAIL.to_string());
-    s.jira.webhook_secret = Some(Secret::new(SECRET));
+    s.jira.webhook_secrets = vec![Secret::new(SECRET)];
     s.roles.pm = vec![PM.into()];
     let app = rollgate::app::start(s).await.expect("rollgate starts and reaches Jira");
     (app, dir)
