@@ -33,6 +33,33 @@ impl Report {
 }
 
 /// Runs every check; returns the report and whether nothing failed.
+/// Roles: none configured at all runs open (said, not failed: a team may start that way); once
+/// any is, every role the policies name must have somebody, or what it guards nobody may do.
+fn roles(r: &mut Report, settings: &Settings) {
+    let named = crate::roles::named_in_policies(&settings.policies);
+    let members = |role: &str| if role == "pm" { &settings.roles.pm } else { &settings.roles.qa_lead };
+    let setting = |role: &str| if role == "pm" { "ROLLGATE_ROLES_PM" } else { "ROLLGATE_ROLES_QA_LEAD" };
+    if settings.roles.pm.is_empty() && settings.roles.qa_lead.is_empty() {
+        return r.line(
+            Level::Warn,
+            "roles",
+            "no role configured: rollgate runs OPEN, anyone may do what the playbook reserves for PMs and QA leads (set ROLLGATE_ROLES_PM and ROLLGATE_ROLES_QA_LEAD)",
+        );
+    }
+    let mut empty = false;
+    for (role, places) in &named {
+        if members(role).is_empty() {
+            empty = true;
+            let mut places = places.clone();
+            places.dedup();
+            r.line(Level::Fail, "roles", format!("nobody has the {role} role ({}), yet the policies name it in {}: nobody may do what it guards", setting(role), places.join(", ")));
+        }
+    }
+    if !empty {
+        r.line(Level::Ok, "roles", format!("{} PM, {} QA lead entries; every role the policies name has somebody", settings.roles.pm.len(), settings.roles.qa_lead.len()));
+    }
+}
+
 pub async fn doctor(settings: &Settings) -> (String, bool) {
     let mut r = Report { text: String::new(), worst: Level::Ok };
     r.line(Level::Ok, "configuration", settings.describe());
@@ -100,11 +127,7 @@ pub async fn doctor(settings: &Settings) -> (String, bool) {
     jira_webhook(&mut r, settings);
     endpoints(&mut r, settings);
 
-    if settings.roles.pm.is_empty() {
-        r.line(Level::Warn, "roles", "nobody has the PM role (ROLLGATE_ROLES_PM): anyone may set rollout type and lane");
-    } else {
-        r.line(Level::Ok, "roles", format!("{} PM, {} QA lead entries", settings.roles.pm.len(), settings.roles.qa_lead.len()));
-    }
+    roles(&mut r, settings);
     match &settings.reports_target {
         Some(t) => r.line(Level::Ok, "reports", format!("filed in {t}")),
         None => r.line(Level::Warn, "reports", "no ROLLGATE_REPORTS_TARGET: the monthly report, decisions log and agenda are not filed"),

@@ -205,8 +205,27 @@ async fn doctor_says_what_works_and_what_to_fix() {
     assert!(out.contains("ok    database: reachable and migrated"), "{out}");
     assert!(out.contains("ok    github: ") && out.contains("the token acts as rollgate[bot]"), "{out}");
     assert!(out.contains(" fixtures pass") && !out.contains("see `rollgate test`"), "{out}");
-    assert!(out.contains("warn  roles: nobody has the PM role"), "{out}");
+    assert!(out.contains("warn  roles: no role configured: rollgate runs OPEN"), "{out}");
     assert!(out.trim_end().ends_with("rollgate can serve."), "{out}");
+
+    // Only the PM role: the QA lead role the pack names (ticks, /promote, /artifact) has nobody.
+    let (ok, out) = {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollgate"));
+        cmd.arg("doctor")
+            .current_dir(dir.path())
+            .env_clear()
+            .env("ROLLGATE_DATABASE_URL", format!("sqlite://{}", dir.path().join("d.db").display()))
+            .env("ROLLGATE_POLICIES", support::policies_dir())
+            .env("ROLLGATE_GITHUB_API_URL", &github.url)
+            .env("ROLLGATE_GITHUB_TOKEN", support::fake_github::TOKEN)
+            .env("ROLLGATE_GITHUB_WEBHOOK_SECRET", "s")
+            .env("ROLLGATE_ROLES_PM", "priya");
+        let out = cmd.output().await.unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    assert!(!ok, "{out}");
+    let line = out.lines().find(|l| l.starts_with("FAIL  roles:")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("qa_lead") && line.contains("tick_roles") && line.contains("/promote"), "{line}");
 
     let broken = tempfile::tempdir().unwrap();
     support::copy_dir(&support::policies_dir(), broken.path());

@@ -165,6 +165,8 @@ async fn metrics_are_open_unless_their_token_is_set() {
 #[tokio::test]
 async fn a_repository_name_github_could_not_have_is_refused_at_ingest() {
     let h = Harness::start().await;
+    // At start rollgate asked GitHub who it is (GET /user); nothing after that.
+    let asked_at_start = h.github.requests();
     for (i, name) in ["../..", "octo/..", "ôctо/repo", "octo/re po"].into_iter().enumerate() {
         let mut p = issue_event("issues.opened.json", 9, &[], None);
         p["repository"]["full_name"] = json!(name);
@@ -174,6 +176,6 @@ async fn a_repository_name_github_could_not_have_is_refused_at_ingest() {
     }
     h.settle().await;
     assert_eq!(h.app.store.inbox_stats().await.unwrap().done, 0, "nothing refused is stored");
-    assert_eq!(h.github.requests(), 0, "no such name reaches GitHub");
+    assert_eq!(h.github.requests(), asked_at_start, "no such name reaches GitHub");
     h.app.stop().await.unwrap();
 }

@@ -146,10 +146,11 @@ async fn an_unreachable_database_is_answered_503_quickly_and_recovery_processes_
     }
     support::settle_within(h.app.store.as_ref(), PATIENCE).await;
     let stats = h.app.store.inbox_stats().await.unwrap();
-    assert_eq!((stats.done, stats.dead), (6, 0), "{stats:?}");
+    assert_eq!((stats.pending, stats.dead), (0, 0), "{stats:?}");
     for n in 1..=6 {
+        // The test's own deliveries (the echoes of rollgate's writes come back besides).
         let audit = h.app.store.audit(&IssueKey::github(REPO, n)).await.unwrap();
-        let deliveries: Vec<&str> = audit.iter().map(|a| a.delivery.as_str()).collect();
+        let deliveries: Vec<&str> = audit.iter().map(|a| a.delivery.as_str()).filter(|d| d.starts_with("d-")).collect();
         assert_eq!(deliveries, vec![format!("d-{n}")], "issue {n}: processed exactly once");
         assert!(!h.github.labels(REPO, n).is_empty(), "issue {n}: its labels were applied");
     }

@@ -253,7 +253,7 @@ impl Processor {
         // Deliveries of one issue can arrive out of the tracker's order (one was late): when the
         // issue's next deliveries hold one that happened before this one, it goes first, so
         // each change is judged against what came before it, by whoever made it.
-        if let Some(earlier) = self.earlier_pending(item).await? {
+        if let Some(earlier) = self.earlier_pending(item, &me).await? {
             if self.store.reorder(item.id, earlier).await? {
                 tracing::debug!("a delivery of an earlier change is waiting: it goes first");
                 return Ok(());
@@ -462,8 +462,9 @@ impl Processor {
     }
 
     /// The issue's next pending delivery that happened, by the tracker's clock, before this one
-    /// (the earliest of them). Timers run at their due time and are never moved.
-    async fn earlier_pending(&self, item: &InboxItem) -> anyhow::Result<Option<i64>> {
+    /// (the earliest of them). Timers run at their due time, and rollgate's own writes coming
+    /// back never go ahead of anything: they always follow what caused them.
+    async fn earlier_pending(&self, item: &InboxItem, me: &Me) -> anyhow::Result<Option<i64>> {
         let event = &item.event;
         if event.kind.starts_with("timer.") {
             return Ok(None);
@@ -471,7 +472,7 @@ impl Processor {
         let later = self.store.pending_after(&event.issue.key, item.id, REORDER_LOOK_AHEAD).await?;
         Ok(later
             .into_iter()
-            .filter(|(_, e)| !e.kind.starts_with("timer.") && e.occurred_at < event.occurred_at)
+            .filter(|(_, e)| !me.caused(e) && e.occurred_at < event.occurred_at)
             .min_by_key(|(id, e)| (e.occurred_at, *id))
             .map(|(id, _)| id))
     }
