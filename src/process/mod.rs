@@ -260,20 +260,27 @@ impl Processor {
             }
         }
         let state = self.store.issue_state(key).await?;
-        let (mut stored, mut bot_comments) = match state {
+        let (stored, mut bot_comments) = match state {
             Some(s) => (Some(s.snapshot), s.bot_comments),
             None => (None, Default::default()),
         };
         if event.kind == "issues.deleted" {
             return self.record_deleted(item, policies, stored).await;
         }
-        if stored.is_none() && event.issue.partial {
-            // The delivery does not carry the issue (a Jira comment) and we have never seen
-            // it: the one read the payload cannot answer.
-            if let Some(t) = &tracker {
-                stored = Some(t.get_issue(key).await?);
+        // The delivery does not carry the issue (a Jira comment) and rollgate has never seen it:
+        // the one read the payload cannot answer. The issue read stands in for the thin snapshot.
+        let read_in;
+        let event = match (&stored, &tracker) {
+            (None, Some(t)) if event.issue.partial => {
+                let read = t.get_issue(key).await?;
+                if me.is(&read.author) {
+                    return self.record_own_issue(item, policies).await;
+                }
+                read_in = Event { issue: read, ..event.clone() };
+                &read_in
             }
-        }
+            _ => event,
+        };
         let swap::Settled { changes, absorbed } = swap::settle(self.store.as_ref(), item, stored.as_ref(), vocab, &me, self.clock.now()).await?;
         let mut prepared = Prepared::new(policies, event, &changes, stored.as_ref(), &bot_comments, &me);
         // A comment revision is acted on once, whatever delivery brings it (Jira sends each
