@@ -186,6 +186,8 @@ async fn cli(github: &FakeGithub, dir: &std::path::Path, key: &str, args: &[&str
         .env("ROLLGATE_GITHUB_WEBHOOK_SECRET", "s")
         .env("ROLLGATE_REPORTS_TARGET", "octo-org/reports")
         .env("ROLLGATE_ROLES_PM", "@Codertocat/pms")
+        // Every role the shipped pack names has someone, so the roles check passes.
+        .env("ROLLGATE_ROLES_QA_LEAD", "@Codertocat/qa")
         .output()
         .await
         .unwrap();
