@@ -49,6 +49,8 @@ async fn monthly_and_weekly_issues_are_filed_once_and_kept_up_to_date() {
         p["issue"]["updated_at"] = json!("2026-11-23T09:00:00Z");
         h.deliver("issues", &format!("o-{n}"), &p).await;
     }
+    // A title that tries to ping a team and start a line of its own in the weekly issues.
+    h.github.person("mallory").edit_title(REPO, 2, "Exports </details> for @octo-org/everyone\n- [x] done");
     let mut c = issue_event("issue_comment.created.json", 1, &["type/enhancement"], None);
     c["comment"]["body"] = json!("/decide accept sprint=2026-W49 dev-release=2026-12-01");
     c["comment"]["user"] = json!({"login": "priya", "type": "User"});
@@ -87,6 +89,11 @@ async fn monthly_and_weekly_issues_are_filed_once_and_kept_up_to_date() {
     assert_eq!((filed("Rollout metrics — 2026-10"), filed("Decisions log — 2026-W48"), filed("Tuesday sync — 2026-W48")), (1, 1, 1));
     let log = (1..=20u64).find_map(|n| h.github.issue_opt(REPO, n).filter(|i| i.title.starts_with("Decisions log"))).unwrap();
     assert!(log.body.contains("| park |") && log.body.contains("trigger: after the migration"), "{}", log.body);
+    // The person's title is shown on its line, defused: no team pinged, no tag, no new line.
+    for body in [&log.body, &agenda.body] {
+        assert!(body.contains("Exports &lt;/details&gt; for @\u{200D}octo-org/everyone "), "{body}");
+        assert!(!body.contains("@octo-org") && !body.contains("</details>") && !body.contains("\n- [x]"), "{body}");
+    }
     h.app.stop().await.unwrap();
 }
 

@@ -4,6 +4,7 @@
 
 use crate::clock::Calendar;
 use crate::model::IssueKey;
+use crate::policy::people_text::inline;
 use crate::store::{HistoryEntry, Store};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Utc};
 use std::collections::BTreeMap;
@@ -37,10 +38,12 @@ async fn load(store: &dyn Store, fields: &[&str], since: DateTime<Utc>) -> anyho
 }
 
 impl Data {
+    /// The item's key (a link to it) and its title, which a person wrote: neutralised like
+    /// every person's text in a bot comment (one line, no Markdown or HTML, no mention).
     fn link(&self, k: &IssueKey) -> String {
         match self.pages.get(k) {
-            Some((title, url)) if !url.is_empty() => format!("[{}]({url}) {title}", k.short()),
-            Some((title, _)) => format!("{} {title}", k.short()),
+            Some((title, url)) if !url.is_empty() => format!("[{}]({url}) {}", k.short(), inline(title)),
+            Some((title, _)) => format!("{} {}", k.short(), inline(title)),
             None => k.short(),
         }
     }
@@ -67,7 +70,8 @@ pub async fn decisions_log(store: &dyn Store, cal: &Calendar, day: NaiveDate) ->
     let mut rows = 0;
     for (k, e) in d.changed_in("decision", None, from, to) {
         let soon = e.at + Duration::seconds(1);
-        let detail = |f: &str| d.latest(k, f, soon).map(|v| format!("{}: {v}", f.trim_start_matches("decision."))).unwrap_or_default();
+        // The values are command arguments a person typed (a reason, a trigger).
+        let detail = |f: &str| d.latest(k, f, soon).map(|v| format!("{}: {}", f.trim_start_matches("decision."), inline(v))).unwrap_or_default();
         let details: Vec<String> = match e.to.as_deref() {
             Some("accept") => vec![detail("decision.sprint"), detail("decision.dev-release")],
             Some("decline") => vec![detail("decision.reason")],

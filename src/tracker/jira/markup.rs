@@ -26,9 +26,13 @@ pub fn to_wiki(markdown: &str) -> String {
 }
 
 /// Plain text of a comment body for matching: ADF JSON (a serde_json::Value object) or a wiki/markdown string, flattened to text.
+///
+/// Quotes and code keep their meaning in Markdown terms (`> ` lines, fenced blocks), so the
+/// command parser, which follows Markdown, never runs a command someone only quoted or showed
+/// as code: Jira's `{quote}`, `bq.`, `{code}` and `{noformat}`, and ADF's blockquote and codeBlock.
 pub fn plain_text(body: &Value) -> String {
     match body {
-        Value::String(s) => s.clone(),
+        Value::String(s) => wiki_blocks_as_markdown(s),
         Value::Object(_) => {
             let mut out = String::new();
             flatten(body, &mut out);
@@ -648,6 +652,99 @@ fn escape_into(t: &str, out: &mut String) {
 // ---------------------------------------------------------------- plain text
 
 /// Text nodes in order; every node that is not inline starts and ends its own line.
+/// Jira wiki markup's block quotes and code, rewritten as their Markdown equivalents; every
+/// other character is kept. `{quote}…{quote}` and `{code[:…]}…{code}` / `{noformat[:…]}…{noformat}`
+/// may open and close anywhere on a line, as Jira reads them; `bq. ` quotes its one line.
+fn wiki_blocks_as_markdown(wiki: &str) -> String {
+    #[derive(PartialEq)]
+    enum In { Text, Quote, Code(&'static str) }
+    let mut out = String::with_capacity(wiki.len());
+    let (mut state, mut rest, mut held) = (In::Text, wiki, String::new());
+    loop {
+        // The next tag that changes the state, or the end.
+        let next = match state {
+            In::Text => ["{quote}", "{code", "{noformat"].iter().filter_map(|t| rest.find(t).map(|at| (at, *t))).min(),
+            In::Quote => rest.find("{quote}").map(|at| (at, "{quote}")),
+            In::Code(tag) => rest.find(tag).map(|at| (at, tag)),
+        };
+        let Some((at, tag)) = next else {
+            held.push_str(rest);
+            break;
+        };
+        // `{code:java}` and `{noformat:nopanel=true}` take parameters up to the closing brace;
+        // `{codec}` is not a tag.
+        let len = if state != In::Text || tag == "{quote}" {
+            tag.len()
+        } else {
+            match rest[at + tag.len()..].chars().next() {
+                Some('}') => tag.len() + 1,
+                Some(':') if !rest[at..].split('}').next().unwrap_or("").contains('\n') && rest[at..].contains('}') => rest[at..].find('}').unwrap_or(0) + 1,
+                _ => {
+                    held.push_str(&rest[..at + tag.len()]);
+                    rest = &rest[at + tag.len()..];
+                    continue;
+                }
+            }
+        };
+        held.push_str(&rest[..at]);
+        match state {
+            In::Text => {
+                push_text(&mut out, &held);
+                state = match tag { "{quote}" => In::Quote, "{code" => In::Code("{code}"), _ => In::Code("{noformat}") };
+            }
+            In::Quote => { push_quoted(&mut out, &held); state = In::Text }
+            In::Code(_) => { push_fenced(&mut out, &held); state = In::Text }
+        }
+        held.clear();
+        rest = &rest[at + len..];
+    }
+    // An unclosed quote or code runs to the end, as Jira renders it.
+    match state {
+        In::Text => push_text(&mut out, &held),
+        In::Quote => push_quoted(&mut out, &held),
+        In::Code(_) => push_fenced(&mut out, &held),
+    }
+    out
+}
+
+/// Text outside quotes and code, with `bq. ` lines made Markdown quotes.
+fn push_text(out: &mut String, text: &str) {
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        match line.trim_start().strip_prefix("bq. ") {
+            // A blank line after it, so the next line is not read as the quote's lazy continuation.
+            Some(quoted) => { out.push_str("> "); out.push_str(quoted); out.push('\n'); }
+            None => out.push_str(line),
+        }
+    }
+}
+
+/// A quote on lines of its own, ended by a blank line so nothing after it continues it.
+fn push_quoted(out: &mut String, text: &str) {
+    if !out.is_empty() && !out.ends_with('\n') { out.push('\n'); }
+    for line in text.trim_matches('\n').split('\n') {
+        out.push_str("> ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push('\n');
+}
+
+/// Code as a fenced block, the fence longer than any backtick run inside it.
+fn push_fenced(out: &mut String, text: &str) {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    if !out.is_empty() && !out.ends_with('\n') { out.push('\n'); }
+    out.push_str(&fence);
+    out.push('\n');
+    out.push_str(text.trim_matches('\n'));
+    out.push('\n');
+    out.push_str(&fence);
+    out.push('\n');
+}
+
 fn flatten(v: &Value, out: &mut String) {
     let attr = |k: &str| v["attrs"][k].as_str().unwrap_or("").to_string();
     let newline = |out: &mut String| {
@@ -658,6 +755,14 @@ fn flatten(v: &Value, out: &mut String) {
         "hardBreak" => out.push('\n'),
         "mention" | "emoji" | "placeholder" => out.push_str(&attr("text")),
         "inlineCard" => out.push_str(&attr("url")),
+        kind @ ("blockquote" | "codeBlock") => {
+            let mut inner = String::new();
+            for child in v["content"].as_array().into_iter().flatten() {
+                flatten(child, &mut inner);
+            }
+            newline(out);
+            if kind == "blockquote" { push_quoted(out, &inner) } else { push_fenced(out, &inner) }
+        }
         kind => {
             newline(out);
             if kind == "expand" || kind == "nestedExpand" {
@@ -675,6 +780,40 @@ fn flatten(v: &Value, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn commands_in(body: &Value) -> Vec<String> {
+        let known = ["decide", "rollout", "promote"];
+        crate::policy::commands::parse(&plain_text(body), &known).commands.into_iter().map(|c| c.name).collect()
+    }
+
+    #[test]
+    fn a_command_jira_shows_as_quote_or_code_does_not_run() {
+        for quoted in [
+            "{quote}/decide accept lane=A{quote}",
+            "As she said:\n{quote}\n/decide accept lane=A\n{quote}",
+            "bq. /decide accept lane=A",
+            "{code}\n/decide accept lane=A\n{code}",
+            "{code:bash}/decide accept lane=A{code}",
+            "{noformat}\n/decide accept lane=A\n{noformat}",
+            "{noformat:nopanel=true}\n/decide accept lane=A\n{noformat}",
+            // Unclosed: Jira renders to the end.
+            "{quote}\n/decide accept lane=A",
+        ] {
+            assert_eq!(commands_in(&Value::String(quoted.into())), Vec::<String>::new(), "{quoted}");
+        }
+        // After the quote or code closes, the author's own lines run.
+        let after = "{quote}/rollout 4{quote}\n/decide accept lane=A\nbq. /rollout 2\n/promote\n{code}/rollout 1{code}";
+        assert_eq!(commands_in(&Value::String(after.into())), ["decide", "promote"]);
+        // `{codec}` is no tag; a line of prose that names one is prose.
+        assert_eq!(commands_in(&Value::String("{codec}\n/promote".into())), ["promote"]);
+
+        let adf = serde_json::json!({"type": "doc", "version": 1, "content": [
+            {"type": "blockquote", "content": [{"type": "paragraph", "content": [{"type": "text", "text": "/decide accept lane=A"}]}]},
+            {"type": "codeBlock", "content": [{"type": "text", "text": "/rollout 4"}]},
+            {"type": "paragraph", "content": [{"type": "text", "text": "/promote"}]},
+        ]});
+        assert_eq!(commands_in(&adf), ["promote"]);
+    }
 
     /// What checklist.md renders to for a type-3 item with one template.
     const CHECKLIST: &str = "### Rollout checklist — type 3 (Demoed)
