@@ -1,8 +1,9 @@
 //! `rollgate backfill`: existing issues and their past imported, so clocks and the first monthly
-//! report are right from day one. The past is replayed as the changes the tracker states (GitHub's
-//! issue events and comments, Jira's changelog and comments), one event at a time through the
-//! same steps as live processing, with nothing applied: removed is removed, a comment's command
-//! runs as it did, and rollgate's own changes in the timeline are rollgate's. Each issue is
+//! report are right from day one. The past is replayed as the changes the tracker states
+//! (GitHub's issue events and every revision of every comment, Jira's changelog and comments),
+//! one event at a time through the same steps as live processing, with nothing applied: removed
+//! is removed, a comment's command runs as it did, a box ticked in an edit counts for whoever
+//! edited, and rollgate's own changes in the timeline are rollgate's. Each issue is
 //! imported in one transaction together with its "done" mark: an interrupted backfill resumes
 //! where it stopped, and never imports an issue twice.
 
@@ -341,7 +342,9 @@ pub async fn github(store: &dyn Store, judge: &Judge<'_>, tracker: &GithubTracke
 }
 
 /// `rollgate backfill --jira PROJECT`: the same, from each issue's changelog and comments. The
-/// issue as created is today's fields with every changelog entry undone, newest first.
+/// issue as created is today's fields with every changelog entry undone, newest first. Jira
+/// keeps no comment edit history: each comment is replayed once, as created, with today's text
+/// (`JiraTracker::past_comments`), so a tick made by editing a comment counts for no one.
 pub async fn jira(store: &dyn Store, judge: &Judge<'_>, tracker: &crate::tracker::jira::JiraTracker, project: &str, quiet: bool) -> anyhow::Result<Progress> {
     let job = format!("backfill:jira:{project}");
     let fields = tracker.fields();
