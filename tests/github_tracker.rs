@@ -161,3 +161,22 @@ async fn past_comments_pages_through_comments_and_through_a_long_edit_history() 
     assert_eq!((revs[1].editor.as_str(), revs[1].body.as_str()), ("quinn", "edit 0"));
     assert_eq!((revs[230].editor.as_str(), revs[230].body.as_str()), ("priya", "edit 229"));
 }
+
+/// As a GitHub App: GraphQL is called with the installation's token, and the App's bot, which
+/// GraphQL names without `[bot]`, gets its REST login back (rollgate knows its own comments).
+#[tokio::test]
+async fn past_comments_as_an_app_reads_with_the_installation_token_and_knows_the_apps_bot() {
+    use support::fake_github::{app_private_key, APP_BOT_LOGIN, APP_ID};
+    let github = FakeGithub::start().await;
+    github.install_app(11, "Codertocat");
+    github.seed(REPO, 8, &[]);
+    let key = rollgate::config::AppKey { pem: Secret::new(app_private_key()), from: "ROLLGATE_GITHUB_APP_PRIVATE_KEY".into() };
+    let t = GithubTracker::with_app(&github.url, APP_ID, &key, RetryPolicy::default()).unwrap();
+    let issue = IssueKey::github(REPO, 8);
+    let id = t.create_comment(&issue, "- [ ] a <!-- box:a -->").await.unwrap();
+    github.person("quinn").tick(id.0, "a");
+    let past = t.past_comments(&issue).await.unwrap();
+    assert_eq!(past[0].author, APP_BOT_LOGIN);
+    let editors: Vec<&str> = past[0].revisions.iter().map(|r| r.editor.as_str()).collect();
+    assert_eq!(editors, [APP_BOT_LOGIN, "quinn"]);
+}
