@@ -2,7 +2,8 @@
 //! service and the closed-loop fake GitHub, with tracker times set by the injected clock: a bug
 //! whose rollout type the PM changes with `/rollout` once it is in development, an enhancement
 //! whose early close is refused and reverted, their checklists ticked by the QA lead and the PM
-//! as edits of rollgate's checklist comment, and a bug still in planning. The month's figures
+//! as edits of rollgate's checklist comment, and a bug still in planning whose rollout type a
+//! developer changes and rollgate puts back. The month's figures
 //! (M1–M9 and the release list) come from the live store; then the same repository is
 //! backfilled from the fake — its timeline and its comments' edit histories — into a fresh
 //! store, and the figures must be the same, and the ones counted by hand below.
@@ -234,6 +235,12 @@ async fn a_month_reports_the_same_live_and_by_backfill() {
     let late = h.github.person("someone").open_issue(REPO, "Typo on the login page", "", &["type/bug", "scope/single-client"]);
     h.quiet().await;
     assert_eq!(m.status(late), "status/planning");
+    // Tue 17: a developer changes its rollout type: not theirs to change, put back.
+    m.at("2026-11-17T09:00:00Z");
+    h.github.person(DEV).swap_label(REPO, late, "rollout/1-direct", "rollout/4-piloted", SwapOrder::RemoveFirst);
+    h.quiet().await;
+    assert!(m.labels(late).contains(&"rollout/1-direct".into()) && !m.labels(late).contains(&"rollout/4-piloted".into()), "{:?}", m.labels(late));
+    assert!(m.bot_comment(late, "role-refused").body.contains("@dev1"));
 
     // The fake's timeline and edit histories hold what happened, by whom and when.
     let checklist = m.bot_comment(feat, "checklist");
@@ -312,11 +319,15 @@ async fn a_month_reports_the_same_live_and_by_backfill() {
     assert_eq!(backfilled.0, live.0, "M1–M9");
     // Behind the figures, each issue's history is the live one: the same changes by the same
     // people at the same times (the ticks the QA lead's and the PM's, not rollgate's), the
-    // same records, the early close refused; only the order within one second may differ.
+    // same records, the early close and the developer's rollout change refused; only the order
+    // within one second may differ.
     for n in [bug, feat, late] {
         let (live_h, back_h) = (changes(h.app.store.as_ref(), n).await, changes(fresh.as_ref(), n).await);
         assert_eq!(back_h, live_h, "#{n}'s history");
     }
+    let refused: Vec<(String, Option<String>, Option<String>, String)> =
+        changes(fresh.as_ref(), late).await.into_iter().filter(|c| c.6.is_some()).map(|c| (c.1, c.2, c.3, c.4)).collect();
+    assert_eq!(refused, [("rollout".to_string(), Some("1".to_string()), Some("4".to_string()), DEV.to_string())]);
     let ticks: Vec<(String, String)> =
         changes(fresh.as_ref(), feat).await.into_iter().filter(|c| c.1.starts_with("artifact.")).map(|c| (c.0, c.4)).collect();
     assert_eq!(
