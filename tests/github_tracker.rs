@@ -137,6 +137,13 @@ async fn past_comments_gives_every_revision_of_every_comment_oldest_first_with_i
 
     // An issue GitHub does not know: GraphQL answers 200 with errors, a failure here.
     assert!(matches!(t.past_comments(&IssueKey::github(REPO, 77)).await, Err(TrackerError::NotFound)));
+
+    // A server without GraphQL: each comment as REST shows it today, one revision at creation.
+    github.without_graphql();
+    let past = t.past_comments(&key).await.unwrap();
+    let seen: Vec<(u64, usize, &str, &str)> = past.iter().map(|c| (c.id, c.revisions.len(), c.revisions[0].editor.as_str(), c.revisions[0].body.as_str())).collect();
+    assert_eq!(seen, [(checklist.0, 1, "rollgate[bot]", "- [x] a <!-- box:a -->\n- [x] b <!-- box:b -->\nnext: b"), (said, 1, "someone", "/explain")]);
+    assert!(matches!(t.past_comments(&IssueKey::github(REPO, 77)).await, Err(TrackerError::NotFound)));
 }
 
 #[tokio::test]

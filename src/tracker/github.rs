@@ -494,11 +494,50 @@ impl GithubTracker {
     /// gets it back, so rollgate knows its own comments. Comment ids are `fullDatabaseId`
     /// (REST's id; `databaseId` is a 32-bit Int, too small for today's ids), or `databaseId`
     /// on a GitHub Enterprise Server that lacks `fullDatabaseId`.
+    ///
+    /// Where GraphQL is not there at all (a proxy or a GitHub-compatible server that serves
+    /// only REST answers 404), each comment is replayed as REST shows it today, as one
+    /// revision, with a warning: edits such as ticks then count from the comment's creation.
     pub async fn past_comments(&self, issue: &IssueKey) -> TrackerResult<Vec<PastComment>> {
-        match self.past_comments_by(issue, "fullDatabaseId").await {
+        let read = match self.past_comments_by(issue, "fullDatabaseId").await {
             Err(TrackerError::Rejected(m)) if m.contains("fullDatabaseId") => self.past_comments_by(issue, "databaseId").await,
             other => other,
+        };
+        match read {
+            Err(TrackerError::NotFound) => {
+                tracing::warn!(issue = %issue.short(), "GitHub GraphQL did not answer for this issue: its comments are replayed as they read today, without their edit histories");
+                self.rest_comments(issue).await
+            }
+            other => other,
         }
+    }
+
+    /// An issue's comments from REST: today's text of each, as one revision at its creation.
+    async fn rest_comments(&self, issue: &IssueKey) -> TrackerResult<Vec<PastComment>> {
+        #[derive(Deserialize)]
+        struct Raw {
+            id: u64,
+            #[serde(default)]
+            body: Option<String>,
+            #[serde(default)]
+            user: Option<RawUser>,
+            created_at: chrono::DateTime<Utc>,
+        }
+        let mut out = Vec::new();
+        for page in 1.. {
+            let path = format!("{}/comments?per_page=100&page={page}", Self::issue_path(issue));
+            let batch: Vec<Raw> = parse("comments", &self.call(On::Repo(issue.project()), Method::GET, &path, None).await?)?;
+            let n = batch.len();
+            for c in batch {
+                let author = c.user.map(|u| u.login).unwrap_or_else(|| "ghost".into());
+                let revisions = vec![Revision { at: c.created_at, editor: author.clone(), body: c.body.unwrap_or_default() }];
+                out.push(PastComment { id: c.id, author, revisions });
+            }
+            if n < 100 {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     async fn past_comments_by(&self, issue: &IssueKey, id_field: &str) -> TrackerResult<Vec<PastComment>> {

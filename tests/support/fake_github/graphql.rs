@@ -90,6 +90,9 @@ pub(super) async fn graphql(State(f): State<FakeGithub>, h: HeaderMap, Json(req)
     let query = req["query"].as_str().unwrap_or("");
     let vars = &req["variables"];
     let w = f.world.lock().unwrap();
+    if w.no_graphql {
+        return super::rest::not_found();
+    }
     if query.contains("node(id:") && query.contains("userContentEdits") {
         return one_comments_edits(&w, vars);
     }

@@ -187,6 +187,11 @@ impl FakeGithub {
         self.world.lock().unwrap().refuse_events.clear();
     }
 
+    /// From now on there is no GraphQL endpoint (404), as on a server that serves only REST.
+    pub fn without_graphql(&self) {
+        self.world.lock().unwrap().no_graphql = true;
+    }
+
     /// Adds a timeline event (`labeled`, `unlabeled`, `closed`, `reopened`) for set-up; changes
     /// made through the fake add theirs by themselves.
     pub fn add_event(&self, repo: &str, number: u64, event: &str, label: Option<&str>, at: &str, actor: &str) {

@@ -156,6 +156,8 @@ pub struct World {
     pub repo_labels: BTreeMap<String, BTreeMap<String, (String, String)>>,
     /// Issues whose events GitHub refuses (a backfill interrupted at a known point).
     pub refuse_events: Vec<u64>,
+    /// `POST /graphql` answers 404, as a server that serves only REST does.
+    pub no_graphql: bool,
     pub faults: VecDeque<Fault>,
     /// The next issue created is stored, and its answer replaced by a 502.
     pub lose_next_created: bool,
