@@ -1,8 +1,9 @@
 //! `rollgate backfill`: existing issues and their past imported, so clocks and the first monthly
-//! report are right from day one. The past is replayed as the changes the tracker states (GitHub's
-//! issue events and comments, Jira's changelog and comments), one event at a time through the
-//! same steps as live processing, with nothing applied: removed is removed, a comment's command
-//! runs as it did, and rollgate's own changes in the timeline are rollgate's. Each issue is
+//! report are right from day one. The past is replayed as the changes the tracker states
+//! (GitHub's issue events and every revision of every comment, Jira's changelog and comments),
+//! one event at a time through the same steps as live processing, with nothing applied: removed
+//! is removed, a comment's command runs as it did, a box ticked in an edit counts for whoever
+//! edited, and rollgate's own changes in the timeline are rollgate's. Each issue is
 //! imported in one transaction together with its "done" mark: an interrupted backfill resumes
 //! where it stopped, and never imports an issue twice.
 
@@ -123,15 +124,28 @@ pub async fn replay(judge: &Judge<'_>, created: Option<IssueSnapshot>, events: &
             false
         });
         if let Some(d) = &decision {
-            entries.extend(d.records.iter().map(|(field, value)| HistoryEntry {
-                at: event.occurred_at,
-                field: field.clone(),
-                from: None,
-                to: Some(value.clone()),
-                actor: event.actor.login.clone(),
-                source: Source::Policy,
-                refused: None,
-            }));
+            // rollgate's change coming back through the timeline was written, with its records,
+            // by the event that caused it (live, that change was applied there and its echo
+            // changed nothing): a record it repeats at the same instant is that one again.
+            let echo = judge.me.caused(event);
+            let repeated = |field: &str, value: &str| {
+                echo && history.iter().chain(entries.iter()).any(|h| h.source == Source::Policy && h.at == event.occurred_at && h.field == field && h.to.as_deref() == Some(value))
+            };
+            let records: Vec<HistoryEntry> = d
+                .records
+                .iter()
+                .filter(|(field, value)| !repeated(field, value))
+                .map(|(field, value)| HistoryEntry {
+                    at: event.occurred_at,
+                    field: field.clone(),
+                    from: None,
+                    to: Some(value.clone()),
+                    actor: event.actor.login.clone(),
+                    source: Source::Policy,
+                    refused: None,
+                })
+                .collect();
+            entries.extend(records);
         }
         if let Some((tag, c)) = &prepared.followed {
             bot_comments.insert(tag.clone(), c.clone());
@@ -184,27 +198,47 @@ fn past_event(issue: &IssueSnapshot, kind: &str, actor: &str, at: DateTime<Utc>,
     }
 }
 
-/// The issue as it was created: today's labels with every later label event undone.
+/// Label events this close to the issue's creation, by its author, are part of it: GitHub
+/// lists a `labeled` per label an issue was opened with (live, `opened` carries them).
+const CREATION: Duration = Duration::seconds(2);
+
+fn at_creation(issue: &IssueSnapshot, e: &PastEvent) -> bool {
+    e.kind == "labeled" && e.actor == issue.author && e.at - issue.created_at <= CREATION && e.at >= issue.created_at
+}
+
+/// The issue as it was created: today's labels with every later label event undone, open.
 fn github_creation(issue: &IssueSnapshot, events: &[PastEvent]) -> IssueSnapshot {
     let mut created = issue.clone();
     created.open = true;
     created.state_reason = None;
     created.closed_at = None;
     created.updated_at = issue.created_at;
-    for e in events.iter().rev() {
+    created.partial = false;
+    for e in events.iter().rev().filter(|e| !at_creation(issue, e)) {
         match (e.kind.as_str(), &e.label) {
             ("labeled", Some(l)) => created.labels.retain(|x| x != l),
             ("unlabeled", Some(l)) if !created.has_label(l) => created.labels.push(l.clone()),
             _ => {}
         }
     }
+    // A label added at creation and removed later is back on the issue as created.
+    for e in events.iter().filter(|e| at_creation(issue, e)) {
+        if let Some(l) = e.label.as_ref().filter(|l| !created.has_label(l)) {
+            created.labels.push(l.clone());
+        }
+    }
     created
 }
 
-/// GitHub's timeline of one issue as events, oldest first: label and state changes, comments.
-pub fn github_events(issue: &IssueSnapshot, past: &[PastEvent], comments: &[crate::tracker::github::PastComment]) -> Vec<Event> {
+/// GitHub's timeline of one issue as events, oldest first: its creation (`issues.opened`, by
+/// its author, with the labels it was opened with), then label and state changes and every
+/// revision of every comment. At the same second (GitHub's resolution) a person's change
+/// goes before rollgate's, which only ever answers one; and the two halves of a label swap
+/// (one field's label removed and another added by the same actor at the same second) are one
+/// change, as live processing takes them.
+pub fn github_events(issue: &IssueSnapshot, past: &[PastEvent], comments: &[crate::tracker::github::PastComment], judge: &Judge<'_>) -> Vec<Event> {
     let mut out = Vec::new();
-    for e in past {
+    for e in past.iter().filter(|e| !at_creation(issue, e)) {
         let changes = match (e.kind.as_str(), &e.label) {
             ("labeled", Some(l)) => vec![StatedChange::LabelAdded { label: l.clone() }],
             ("unlabeled", Some(l)) => vec![StatedChange::LabelRemoved { label: l.clone() }],
@@ -229,9 +263,54 @@ pub fn github_events(issue: &IssueSnapshot, past: &[PastEvent], comments: &[crat
             previous = Some(rev.body.clone());
         }
     }
-    // Stable: at the same second, GitHub's own order (labels, then comments) is kept.
-    out.sort_by_key(|e| e.occurred_at);
+    // Stable: at the same second, people first, then GitHub's own order (labels, then
+    // comments, each comment's revisions in order).
+    out.sort_by_key(|e| (e.occurred_at, judge.me.caused(e)));
+    let mut out = join_swaps(out, &judge.set.vocabulary);
+    let mut opened = past_event(issue, "issues.opened", &issue.author, issue.created_at, vec![StatedChange::Created], None);
+    opened.issue = github_creation(issue, past);
+    opened.delivery = DeliveryId(format!("backfill:{}:issues.opened", issue.key));
+    out.insert(0, opened);
+    // Each a delivery of its own (a command's record names the delivery that ran it).
+    for (i, e) in out.iter_mut().enumerate().skip(1) {
+        e.delivery = DeliveryId(format!("{}:{i}", e.delivery.0));
+    }
     out
+}
+
+/// The field a label event moves, and whether it adds.
+fn label_move(e: &Event, vocab: &Vocabulary) -> Option<(String, bool)> {
+    match e.changes.as_slice() {
+        [StatedChange::LabelAdded { label }] => vocab.field_of(label).map(|(f, _)| (f.to_string(), true)),
+        [StatedChange::LabelRemoved { label }] => vocab.field_of(label).map(|(f, _)| (f.to_string(), false)),
+        _ => None,
+    }
+}
+
+/// The halves of label swaps joined: a removal and an addition on one field, by one actor, at
+/// one instant, become one event (the removal's place, both changes, the removal first).
+fn join_swaps(events: Vec<Event>, vocab: &Vocabulary) -> Vec<Event> {
+    let mut slots: Vec<Option<Event>> = events.into_iter().map(Some).collect();
+    for i in 0..slots.len() {
+        let Some((field, false)) = slots[i].as_ref().and_then(|e| label_move(e, vocab)) else { continue };
+        let (at, actor) = {
+            let e = slots[i].as_ref().expect("present");
+            (e.occurred_at, e.actor.login.clone())
+        };
+        let partner = (0..slots.len()).find(|&j| {
+            j != i
+                && slots[j].as_ref().is_some_and(|o| {
+                    o.occurred_at == at && o.actor.login == actor && label_move(o, vocab).as_ref() == Some(&(field.clone(), true))
+                })
+        });
+        if let Some(j) = partner {
+            let added = slots[j].take().expect("present");
+            let e = slots[i].as_mut().expect("present");
+            e.changes.extend(added.changes);
+            e.kind = "issues.labeled".into();
+        }
+    }
+    slots.into_iter().flatten().collect()
 }
 
 pub async fn github(store: &dyn Store, judge: &Judge<'_>, tracker: &GithubTracker, repo: &str, quiet: bool) -> anyhow::Result<Progress> {
@@ -247,8 +326,8 @@ pub async fn github(store: &dyn Store, judge: &Judge<'_>, tracker: &GithubTracke
             }
             let past = tracker.issue_events(&issue.key).await?;
             let comments = tracker.past_comments(&issue.key).await?;
-            let events = github_events(&issue, &past, &comments);
-            let history = replay(judge, Some(github_creation(&issue, &past)), &events).await;
+            let events = github_events(&issue, &past, &comments, judge);
+            let history = replay(judge, None, &events).await;
             store.import(&issue, &history, Some((&job, &period))).await?;
             p.issues += 1;
             p.rows += history.len();
@@ -263,7 +342,9 @@ pub async fn github(store: &dyn Store, judge: &Judge<'_>, tracker: &GithubTracke
 }
 
 /// `rollgate backfill --jira PROJECT`: the same, from each issue's changelog and comments. The
-/// issue as created is today's fields with every changelog entry undone, newest first.
+/// issue as created is today's fields with every changelog entry undone, newest first. Jira
+/// keeps no comment edit history: each comment is replayed once, as created, with today's text
+/// (`JiraTracker::past_comments`), so a tick made by editing a comment counts for no one.
 pub async fn jira(store: &dyn Store, judge: &Judge<'_>, tracker: &crate::tracker::jira::JiraTracker, project: &str, quiet: bool) -> anyhow::Result<Progress> {
     let job = format!("backfill:jira:{project}");
     let fields = tracker.fields();

@@ -531,3 +531,156 @@ async fn quiet_gives_up_on_a_system_that_never_stops_and_shows_what_it_was_doing
     assert_eq!(n, 1);
     h.quiet_within(Duration::from_secs(3)).await;
 }
+
+/// `POST /graphql` with rollgate's token.
+async fn graphql(fake: &FakeGithub, query: &str, variables: Value) -> (u16, Value) {
+    api(fake, Method::POST, "/graphql", Some(json!({ "query": query, "variables": variables }))).await
+}
+
+const COMMENTS: &str = "query($owner: String!, $name: String!, $number: Int!, $after: String) { repository(owner: $owner, name: $name) { issue(number: $number) { comments(first: 100, after: $after) { pageInfo { hasNextPage endCursor } nodes { id fullDatabaseId author { __typename login } createdAt body userContentEdits(first: 100) { pageInfo { hasNextPage endCursor } nodes { editedAt editor { __typename login } diff deletedAt } } } } } } }";
+
+#[tokio::test]
+async fn the_timeline_lists_every_label_close_and_reopen_made_through_the_fake_by_whoever_made_it() {
+    // No deliveries configured: the timeline is the world's, not the hooks'.
+    let fake = FakeGithub::start().await;
+    fake.set_time("2026-11-02T09:00:00Z");
+    let n = fake.person("someone").open_issue(REPO, "Crash", "", &["type/bug"]);
+    fake.advance(60);
+    api(&fake, Method::POST, &format!("{}/labels", issue_path(n)), Some(json!({"labels": ["lane/B"]}))).await;
+    fake.advance(60);
+    fake.person("priya").swap_label(REPO, n, "lane/B", "lane/A", SwapOrder::RemoveFirst);
+    fake.advance(60);
+    fake.person("priya").close(REPO, n, "not_planned");
+    fake.advance(1);
+    api(&fake, Method::PATCH, &issue_path(n), Some(json!({"state": "open"}))).await;
+    // Comments and edits are no issue events.
+    fake.person("priya").comment(REPO, n, "hello");
+
+    let (status, events) = api(&fake, Method::GET, &format!("{}/events?per_page=100", issue_path(n)), None).await;
+    assert_eq!(status, 200);
+    let seen: Vec<String> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let what = e["label"]["name"].as_str().or(e["state_reason"].as_str()).unwrap_or("-");
+            format!("{} {what} {}({}) {}", e["event"].as_str().unwrap(), e["actor"]["login"].as_str().unwrap(), e["actor"]["type"].as_str().unwrap(), e["created_at"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "labeled type/bug someone(User) 2026-11-02T09:00:00Z",
+            "labeled lane/B rollgate[bot](Bot) 2026-11-02T09:01:00Z",
+            "unlabeled lane/B priya(User) 2026-11-02T09:02:00Z",
+            "labeled lane/A priya(User) 2026-11-02T09:02:00Z",
+            "closed not_planned priya(User) 2026-11-02T09:03:00Z",
+            "reopened - rollgate[bot](Bot) 2026-11-02T09:03:01Z",
+        ]
+    );
+    let labeled = &events[0];
+    assert_eq!(labeled["label"], json!({"name": "type/bug", "color": "ededed"}), "label {{name, color}} as GitHub lists it");
+    let ids: Vec<u64> = events.as_array().unwrap().iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids grow: {ids:?}");
+    // The set-up helper still adds entries of its own.
+    fake.add_event(REPO, n, "labeled", Some("status/planning"), "2026-10-01T00:00:00Z", "old-timer");
+    let (_, events) = api(&fake, Method::GET, &format!("{}/events?per_page=100", issue_path(n)), None).await;
+    assert_eq!(events.as_array().unwrap().len(), 7);
+}
+
+#[tokio::test]
+async fn graphql_gives_each_comments_edit_history_newest_first_with_the_original_text_once_edited() {
+    let fake = FakeGithub::start().await;
+    fake.set_time("2026-11-02T09:00:00Z");
+    fake.seed(REPO, 1, &["type/bug"]);
+    let (_, c) = api(&fake, Method::POST, &format!("{}/comments", issue_path(1)), Some(json!({"body": "- [ ] a"}))).await;
+    let bot_comment = c["id"].as_u64().unwrap();
+    fake.person("someone").comment(REPO, 1, "just words");
+    fake.advance(3600);
+    fake.person("quinn").edit_comment(bot_comment, "- [x] a");
+    fake.advance(1);
+    api(&fake, Method::PATCH, &format!("/repos/{REPO}/issues/comments/{bot_comment}"), Some(json!({"body": "- [x] a\nall done"}))).await;
+    // The same text again is no revision.
+    fake.person("quinn").edit_comment(bot_comment, "- [x] a\nall done");
+
+    let vars = json!({"owner": "Codertocat", "name": "Hello-World", "number": 1, "after": null});
+    let (status, answer) = graphql(&fake, COMMENTS, vars.clone()).await;
+    assert_eq!(status, 200);
+    assert!(answer.get("errors").is_none(), "{answer}");
+    let page = &answer["data"]["repository"]["issue"]["comments"];
+    assert_eq!(page["pageInfo"]["hasNextPage"], false);
+    let nodes = page["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2);
+    let bot = &nodes[0];
+    assert_eq!(bot["fullDatabaseId"], json!(bot_comment.to_string()), "a BigInt, as a string");
+    assert_eq!(bot["author"], json!({"__typename": "Bot", "login": "rollgate"}), "no [bot] in GraphQL");
+    assert_eq!((bot["createdAt"].as_str(), bot["body"].as_str()), (Some("2026-11-02T09:00:00Z"), Some("- [x] a\nall done")));
+    let edits: Vec<(String, String, String)> = bot["userContentEdits"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["editedAt"].as_str().unwrap().into(), e["editor"]["login"].as_str().unwrap().into(), e["diff"].as_str().unwrap().into()))
+        .collect();
+    let row = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+    assert_eq!(
+        edits,
+        [
+            row("2026-11-02T10:00:01Z", "rollgate", "- [x] a\nall done"),
+            row("2026-11-02T10:00:00Z", "quinn", "- [x] a"),
+            row("2026-11-02T09:00:00Z", "rollgate", "- [ ] a"),
+        ],
+        "newest first, the original text last"
+    );
+    assert_eq!(nodes[1]["userContentEdits"]["nodes"], json!([]), "never edited: no history");
+    assert_eq!(nodes[1]["author"], json!({"__typename": "User", "login": "someone"}));
+
+    // A deleted revision keeps its place, without its text.
+    fake.delete_revision(bot_comment, 1);
+    let (_, answer) = graphql(&fake, COMMENTS, vars).await;
+    let middle = &answer["data"]["repository"]["issue"]["comments"]["nodes"][0]["userContentEdits"]["nodes"][1];
+    assert!(middle["diff"].is_null() && middle["deletedAt"].is_string(), "{middle}");
+
+    // Errors come back as GitHub sends them: HTTP 200 with an `errors` array.
+    let (status, answer) = graphql(&fake, "query { viewer { login } }", json!({})).await;
+    assert_eq!(status, 200);
+    assert!(answer["errors"][0]["message"].is_string(), "{answer}");
+    let (status, answer) = graphql(&fake, COMMENTS, json!({"owner": "Codertocat", "name": "Hello-World", "number": 99, "after": null})).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["errors"][0]["type"], "NOT_FOUND");
+    assert!(answer["data"]["repository"]["issue"].is_null());
+    // Credentials are checked as on every route.
+    let (status, _) = call(&fake, "token wrong", Method::POST, "/graphql", Some(json!({"query": COMMENTS, "variables": {}}))).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn graphql_pages_comments_and_one_comments_edits_by_cursor() {
+    let fake = FakeGithub::start().await;
+    fake.seed(REPO, 1, &[]);
+    let mut ids = Vec::new();
+    for i in 0..150 {
+        ids.push(fake.person("someone").comment(REPO, 1, &format!("comment {i}")));
+    }
+    for i in 0..120 {
+        fake.person("quinn").edit_comment(ids[0], &format!("edit {i}"));
+    }
+    let vars = |after: Value| json!({"owner": "Codertocat", "name": "Hello-World", "number": 1, "after": after});
+    let (_, first) = graphql(&fake, COMMENTS, vars(Value::Null)).await;
+    let page = &first["data"]["repository"]["issue"]["comments"];
+    assert_eq!((page["nodes"].as_array().unwrap().len(), &page["pageInfo"]["hasNextPage"]), (100, &json!(true)));
+    let (_, second) = graphql(&fake, COMMENTS, vars(page["pageInfo"]["endCursor"].clone())).await;
+    let page2 = &second["data"]["repository"]["issue"]["comments"];
+    assert_eq!((page2["nodes"].as_array().unwrap().len(), &page2["pageInfo"]["hasNextPage"]), (50, &json!(false)));
+    assert_eq!(page2["nodes"][0]["body"], "comment 100");
+
+    // 121 revisions (the original and 120 edits): a hundred here, the rest by the node id.
+    let edited = &page["nodes"][0];
+    let edits = &edited["userContentEdits"];
+    assert_eq!((edits["nodes"].as_array().unwrap().len(), &edits["pageInfo"]["hasNextPage"]), (100, &json!(true)));
+    assert_eq!(edits["nodes"][0]["diff"], "edit 119");
+    let rest = "query($id: ID!, $after: String) { node(id: $id) { ... on IssueComment { userContentEdits(first: 100, after: $after) { pageInfo { hasNextPage endCursor } nodes { editedAt editor { __typename login } diff deletedAt } } } } }";
+    let (_, more) = graphql(&fake, rest, json!({"id": edited["id"], "after": edits["pageInfo"]["endCursor"]})).await;
+    let more = &more["data"]["node"]["userContentEdits"];
+    assert_eq!((more["nodes"].as_array().unwrap().len(), &more["pageInfo"]["hasNextPage"]), (21, &json!(false)));
+    assert_eq!(more["nodes"][20]["diff"], "comment 0", "the original text is the oldest entry");
+}

@@ -456,8 +456,64 @@ impl GithubTracker {
         Ok(out)
     }
 
-    /// An issue's comments as backfill replays them: each with its creation as one revision.
+    /// One GraphQL query (`POST {api_url}/graphql`) through the same path as every REST call:
+    /// credentials (an App's installation token for `repo`'s owner), retries and rate limits.
+    /// GitHub answers a failed query with HTTP 200 and an `errors` array: that is a failure
+    /// here (`NOT_FOUND` as `NotFound`, `RATE_LIMITED` as a rate limit, anything else refused),
+    /// even when some `data` came with it.
+    async fn graphql(&self, repo: &str, query: &str, variables: serde_json::Value) -> TrackerResult<serde_json::Value> {
+        let text = self.call(On::Repo(repo), Method::POST, "/graphql", Some(json!({ "query": query, "variables": variables }))).await?;
+        let mut answer: serde_json::Value = parse("GraphQL", &text)?;
+        if let Some(errors) = answer.get("errors").and_then(|e| e.as_array()).filter(|e| !e.is_empty()) {
+            let kind = |k: &str| errors.iter().any(|e| e["type"].as_str() == Some(k));
+            if kind("RATE_LIMITED") {
+                return Err(TrackerError::RateLimited { retry_at: Utc::now() + chrono::Duration::seconds(60) });
+            }
+            if kind("NOT_FOUND") {
+                return Err(TrackerError::NotFound);
+            }
+            let said: Vec<&str> = errors.iter().filter_map(|e| e["message"].as_str()).collect();
+            let said: String = said.join("; ").chars().take(300).collect();
+            return Err(TrackerError::Rejected(format!("GitHub GraphQL: {said}")));
+        }
+        Ok(answer["data"].take())
+    }
+
+    /// An issue's comments as backfill replays them, each with its revisions oldest first: its
+    /// creation (author, `createdAt`, the original text), then every edit (editor, `editedAt`,
+    /// the text it left). REST gives only today's text, so the comments and their edit
+    /// histories (`userContentEdits`) come from GraphQL, a hundred comments a page and, for a
+    /// comment edited more than a hundred times, the rest of its history by its node id.
+    ///
+    /// What GitHub keeps: `userContentEdits` is newest first, empty for a comment never
+    /// edited, and once edited holds the original text as its oldest entry; `diff` holds the
+    /// revision's whole text. A revision deleted from the history (`deletedAt`, no `diff`) is
+    /// skipped: the next edit then shows both changes at once, by its own editor. When the
+    /// original text itself was deleted, the creation shows the oldest text that is left.
+    /// GraphQL names a GitHub App's bot without `[bot]` (REST's `slug[bot]`): a `Bot`'s login
+    /// gets it back, so rollgate knows its own comments. Comment ids are `fullDatabaseId`
+    /// (REST's id; `databaseId` is a 32-bit Int, too small for today's ids), or `databaseId`
+    /// on a GitHub Enterprise Server that lacks `fullDatabaseId`.
+    ///
+    /// Where GraphQL is not there at all (a proxy or a GitHub-compatible server that serves
+    /// only REST answers 404), each comment is replayed as REST shows it today, as one
+    /// revision, with a warning: edits such as ticks then count from the comment's creation.
     pub async fn past_comments(&self, issue: &IssueKey) -> TrackerResult<Vec<PastComment>> {
+        let read = match self.past_comments_by(issue, "fullDatabaseId").await {
+            Err(TrackerError::Rejected(m)) if m.contains("fullDatabaseId") => self.past_comments_by(issue, "databaseId").await,
+            other => other,
+        };
+        match read {
+            Err(TrackerError::NotFound) => {
+                tracing::warn!(issue = %issue.short(), "GitHub GraphQL did not answer for this issue: its comments are replayed as they read today, without their edit histories");
+                self.rest_comments(issue).await
+            }
+            other => other,
+        }
+    }
+
+    /// An issue's comments from REST: today's text of each, as one revision at its creation.
+    async fn rest_comments(&self, issue: &IssueKey) -> TrackerResult<Vec<PastComment>> {
         #[derive(Deserialize)]
         struct Raw {
             id: u64,
@@ -482,6 +538,166 @@ impl GithubTracker {
             }
         }
         Ok(out)
+    }
+
+    async fn past_comments_by(&self, issue: &IssueKey, id_field: &str) -> TrackerResult<Vec<PastComment>> {
+        let repo = issue.project();
+        let (owner, name) = repo.split_once('/').unwrap_or((repo, ""));
+        let query = COMMENTS_QUERY.replace("ID_FIELD", id_field);
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let vars = json!({ "owner": owner, "name": name, "number": issue.number(), "after": after });
+            let data = self.graphql(repo, &query, vars).await?;
+            let page: gql::Comments = serde_json::from_value(data["repository"]["issue"]["comments"].clone())
+                .map_err(|e| TrackerError::Rejected(format!("unexpected GraphQL comments answer: {e}")))?;
+            for node in page.nodes.into_iter().flatten() {
+                let id = node.id_of(id_field).ok_or_else(|| TrackerError::Rejected(format!("a comment of {} without its {id_field}", issue.short())))?;
+                let mut edits = node.user_content_edits.nodes.into_iter().flatten().collect::<Vec<_>>();
+                let mut more = node.user_content_edits.page_info;
+                while more.has_next_page {
+                    let vars = json!({ "id": node.id, "after": more.end_cursor });
+                    let data = self.graphql(repo, EDITS_QUERY, vars).await?;
+                    let next: gql::Edits = serde_json::from_value(data["node"]["userContentEdits"].clone())
+                        .map_err(|e| TrackerError::Rejected(format!("unexpected GraphQL edits answer: {e}")))?;
+                    edits.extend(next.nodes.into_iter().flatten());
+                    more = next.page_info;
+                }
+                let author = gql::login(node.author.as_ref());
+                let revisions = gql::revisions(&author, node.created_at, node.body, edits);
+                out.push(PastComment { id, author, revisions });
+            }
+            if !page.page_info.has_next_page {
+                break;
+            }
+            after = page.page_info.end_cursor;
+            if after.is_none() {
+                return Err(TrackerError::Rejected("GitHub GraphQL: a next page without a cursor".into()));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// An issue's comments with their edit histories; `ID_FIELD` is `fullDatabaseId` or
+/// `databaseId`.
+const COMMENTS_QUERY: &str = "query($owner: String!, $name: String!, $number: Int!, $after: String) { \
+repository(owner: $owner, name: $name) { issue(number: $number) { comments(first: 100, after: $after) { \
+pageInfo { hasNextPage endCursor } nodes { id ID_FIELD author { __typename login } createdAt body \
+userContentEdits(first: 100) { pageInfo { hasNextPage endCursor } nodes { editedAt editor { __typename login } diff deletedAt } } } } } } }";
+
+/// The rest of one comment's edit history, after the first hundred.
+const EDITS_QUERY: &str = "query($id: ID!, $after: String) { node(id: $id) { ... on IssueComment { \
+userContentEdits(first: 100, after: $after) { pageInfo { hasNextPage endCursor } nodes { editedAt editor { __typename login } diff deletedAt } } } } }";
+
+/// The GraphQL answers `past_comments` reads.
+mod gql {
+    use super::Revision;
+    use chrono::{DateTime, Utc};
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct PageInfo {
+        pub has_next_page: bool,
+        #[serde(default)]
+        pub end_cursor: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Comments {
+        pub page_info: PageInfo,
+        #[serde(default)]
+        pub nodes: Vec<Option<Comment>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Comment {
+        pub id: String,
+        #[serde(default)]
+        pub full_database_id: Option<serde_json::Value>,
+        #[serde(default)]
+        pub database_id: Option<u64>,
+        #[serde(default)]
+        pub author: Option<Actor>,
+        pub created_at: DateTime<Utc>,
+        #[serde(default)]
+        pub body: String,
+        pub user_content_edits: Edits,
+    }
+
+    impl Comment {
+        /// REST's comment id. `fullDatabaseId` is a BigInt, which GraphQL writes as a string.
+        pub fn id_of(&self, field: &str) -> Option<u64> {
+            match field {
+                "fullDatabaseId" => match self.full_database_id.as_ref()? {
+                    serde_json::Value::String(s) => s.parse().ok(),
+                    v => v.as_u64(),
+                },
+                _ => self.database_id,
+            }
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Edits {
+        pub page_info: PageInfo,
+        #[serde(default)]
+        pub nodes: Vec<Option<Edit>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Edit {
+        pub edited_at: DateTime<Utc>,
+        #[serde(default)]
+        pub editor: Option<Actor>,
+        #[serde(default)]
+        pub diff: Option<String>,
+        #[serde(default)]
+        pub deleted_at: Option<DateTime<Utc>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Actor {
+        #[serde(rename = "__typename", default)]
+        pub typename: String,
+        pub login: String,
+    }
+
+    /// The login as REST writes it: a GitHub App's bot is `slug[bot]`; a deleted account is
+    /// `ghost`, as GitHub shows it.
+    pub fn login(actor: Option<&Actor>) -> String {
+        match actor {
+            None => "ghost".into(),
+            Some(a) if a.typename == "Bot" && !a.login.ends_with("[bot]") => format!("{}[bot]", a.login),
+            Some(a) => a.login.clone(),
+        }
+    }
+
+    /// A comment's revisions, oldest first, from its creation and its edit history (newest
+    /// first, as GitHub lists it). See `GithubTracker::past_comments`.
+    pub fn revisions(author: &str, created_at: DateTime<Utc>, body: String, mut edits: Vec<Edit>) -> Vec<Revision> {
+        edits.reverse();
+        let Some(original) = edits.first() else {
+            return vec![Revision { at: created_at, editor: author.to_string(), body }];
+        };
+        let kept = |e: &Edit| e.deleted_at.is_none() && e.diff.is_some();
+        // The original text (the oldest entry), or the oldest text left when it was deleted.
+        let first = if kept(original) { Some(0) } else { edits.iter().position(kept) };
+        let creation = first.and_then(|i| edits[i].diff.clone()).unwrap_or(body);
+        let mut out = vec![Revision { at: created_at, editor: author.to_string(), body: creation }];
+        for e in edits.iter().skip(first.map_or(edits.len(), |i| i + 1)).filter(|e| kept(e)) {
+            let text = e.diff.clone().unwrap_or_default();
+            if out.last().is_some_and(|r| r.body == text) {
+                continue;
+            }
+            out.push(Revision { at: e.edited_at, editor: login(e.editor.as_ref()), body: text });
+        }
+        out
     }
 }
 
@@ -629,5 +845,73 @@ mod path_tests {
         assert_eq!(segment("lane/B"), "lane%2FB");
         assert_eq!(segment(".."), "%2E%2E");
         assert_eq!(segment("..x"), "..x");
+    }
+}
+
+#[cfg(test)]
+mod revision_tests {
+    use super::gql::{login, revisions, Actor, Edit};
+    use chrono::{DateTime, Utc};
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn edit(at: &str, who: &str, bot: bool, diff: Option<&str>) -> Edit {
+        let editor = Some(Actor { typename: if bot { "Bot".into() } else { "User".into() }, login: who.into() });
+        Edit { edited_at: t(at), editor, diff: diff.map(String::from), deleted_at: diff.is_none().then(|| t(at)) }
+    }
+
+    fn seen(r: &[super::Revision]) -> Vec<(String, String, String)> {
+        r.iter().map(|r| (r.at.format("%d %H:%M").to_string(), r.editor.clone(), r.body.clone())).collect()
+    }
+
+    fn v(rows: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+        rows.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect()
+    }
+
+    #[test]
+    fn a_comment_never_edited_is_its_creation() {
+        let r = revisions("rollgate[bot]", t("2026-11-02T09:00:00Z"), "- [ ] a".into(), vec![]);
+        assert_eq!(seen(&r), v(&[("02 09:00", "rollgate[bot]", "- [ ] a")]));
+    }
+
+    #[test]
+    fn edits_newest_first_become_revisions_oldest_first_with_their_editors() {
+        // GitHub: newest first; the oldest entry is the original text.
+        let edits = vec![
+            edit("2026-11-05T10:00:00Z", "rollgate", true, Some("- [x] a\nnext: b")),
+            edit("2026-11-05T09:59:00Z", "quinn", false, Some("- [x] a")),
+            edit("2026-11-02T09:00:00Z", "rollgate", true, Some("- [ ] a")),
+        ];
+        let r = revisions("rollgate[bot]", t("2026-11-02T09:00:00Z"), "- [x] a\nnext: b".into(), edits);
+        assert_eq!(
+            seen(&r),
+            v(&[("02 09:00", "rollgate[bot]", "- [ ] a"), ("05 09:59", "quinn", "- [x] a"), ("05 10:00", "rollgate[bot]", "- [x] a\nnext: b")])
+        );
+    }
+
+    #[test]
+    fn deleted_revisions_are_skipped() {
+        // The middle revision was deleted: the last edit shows both changes, by its editor.
+        let edits = vec![
+            edit("2026-11-05T10:00:00Z", "priya", false, Some("c")),
+            edit("2026-11-04T10:00:00Z", "quinn", false, None),
+            edit("2026-11-02T09:00:00Z", "someone", false, Some("a")),
+        ];
+        let r = revisions("someone", t("2026-11-02T09:00:00Z"), "c".into(), edits);
+        assert_eq!(seen(&r), v(&[("02 09:00", "someone", "a"), ("05 10:00", "priya", "c")]));
+        // The original was deleted: the creation shows the oldest text left.
+        let edits = vec![edit("2026-11-05T10:00:00Z", "priya", false, Some("c")), edit("2026-11-02T09:00:00Z", "someone", false, None)];
+        let r = revisions("someone", t("2026-11-02T09:00:00Z"), "c".into(), edits);
+        assert_eq!(seen(&r), v(&[("02 09:00", "someone", "c")]));
+    }
+
+    #[test]
+    fn a_bot_gets_its_rest_login_back_and_a_deleted_account_is_ghost() {
+        assert_eq!(login(Some(&Actor { typename: "Bot".into(), login: "rollgate".into() })), "rollgate[bot]");
+        assert_eq!(login(Some(&Actor { typename: "Bot".into(), login: "rollgate[bot]".into() })), "rollgate[bot]");
+        assert_eq!(login(Some(&Actor { typename: "User".into(), login: "quinn".into() })), "quinn");
+        assert_eq!(login(None), "ghost");
     }
 }

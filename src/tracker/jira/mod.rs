@@ -180,7 +180,10 @@ impl JiraTracker {
         Ok(Some(out))
     }
 
-    /// An issue's comments, oldest first, for backfill.
+    /// An issue's comments, oldest first, for backfill: each with its text of today, as
+    /// created. Jira's API keeps no comment edit history (a comment has `updated` and
+    /// `updateAuthor`, no earlier text), so what an edit changed, and who made it, is lost: a box
+    /// ticked by editing rollgate's checklist comment reads as ticked when rollgate posted it.
     pub(crate) async fn past_comments(&self, issue: &IssueKey) -> TrackerResult<Vec<PastComment>> {
         let mut out = Vec::new();
         for c in self.comments_raw(issue).await? {

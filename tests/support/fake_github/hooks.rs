@@ -115,10 +115,13 @@ impl FakeGithub {
         }
     }
 
-    /// Queues the deliveries for `stated`, built now from `w` (call with the world locked,
-    /// right after the change, so the snapshot is the one of the change and the queue keeps
-    /// the order the changes were made in).
-    pub(super) fn emit(&self, w: &World, key: &Key, actor: &Actor, stated: &[Stated]) {
+    /// Records `stated` in the timeline (`World::record`), then queues the deliveries
+    /// for it, built now from `w` (call with the world locked, right after the change, so the
+    /// snapshot is the one of the change and the queue keeps the order the changes were made
+    /// in).
+    pub(super) fn emit(&self, w: &mut World, key: &Key, actor: &Actor, stated: &[Stated]) {
+        w.record(key, actor, stated);
+        let w: &World = w;
         let keep_label = {
             let h = self.hooks.state.lock().unwrap();
             if stated.is_empty() || h.target.is_none() {

@@ -3,13 +3,15 @@
 //! deliveries GitHub sends back for every change, rollgate's own included, in GitHub's shapes
 //! and orders. Test people (`person`) act through it too. Tests assert on what it holds.
 //!
-//! By concern: world.rs (what it holds, and every change), rest.rs (the routes), payloads.rs
-//! (GitHub's JSON, from the real fixtures), hooks.rs (deliveries and their timing),
+//! By concern: world.rs (what it holds, and every change, the issue timeline and comment edit
+//! histories included), rest.rs (the routes), graphql.rs (`POST /graphql` for backfill's
+//! comment histories), payloads.rs (GitHub's JSON, from the real fixtures), hooks.rs (deliveries and their timing),
 //! people.rs (test people), faults.rs and listener.rs (failures), app.rs (GitHub App auth).
 //! Set-up helpers here (`seed`, `set_labels`, `close`, ...) change the world silently.
 
 mod app;
 mod faults;
+mod graphql;
 mod hooks;
 mod listener;
 mod payloads;
@@ -27,7 +29,7 @@ pub use hooks::{signature, Delivery, Order};
 #[allow(unused_imports)]
 pub use people::{Person, SwapOrder};
 #[allow(unused_imports)]
-pub use world::{FakeComment, FakeIssue};
+pub use world::{FakeComment, FakeEdit, FakeIssue};
 
 use axum::response::Response;
 use faults::{mix64, ChaosState};
@@ -127,6 +129,21 @@ impl FakeGithub {
         }
     }
 
+    /// Deletes revision `nth` (0 = the original text) from comment `id`'s edit history, as
+    /// "Delete revision from history" in GitHub's edit menu does: its text is gone, the entry
+    /// stays with `deletedAt`.
+    pub fn delete_revision(&self, id: u64, nth: usize) {
+        let mut w = self.world.lock().unwrap();
+        let now = w.clock.now();
+        for i in w.issues.values_mut() {
+            if let Some(c) = i.comments.iter_mut().find(|c| c.id == id) {
+                let e = c.edits.get_mut(nth).expect("a revision to delete");
+                e.body = None;
+                e.deleted_at = Some(now);
+            }
+        }
+    }
+
     /// Closes the issue silently (see `person(..).close` for the closed-loop way).
     pub fn close(&self, repo: &str, number: u64, reason: &str) {
         if let Some(i) = self.world.lock().unwrap().issues.get_mut(&(repo.to_string(), number)) {
@@ -170,11 +187,17 @@ impl FakeGithub {
         self.world.lock().unwrap().refuse_events.clear();
     }
 
-    /// Adds a timeline event (`labeled`, `unlabeled`, `closed`, `reopened`).
+    /// From now on there is no GraphQL endpoint (404), as on a server that serves only REST.
+    pub fn without_graphql(&self) {
+        self.world.lock().unwrap().no_graphql = true;
+    }
+
+    /// Adds a timeline event (`labeled`, `unlabeled`, `closed`, `reopened`) for set-up; changes
+    /// made through the fake add theirs by themselves.
     pub fn add_event(&self, repo: &str, number: u64, event: &str, label: Option<&str>, at: &str, actor: &str) {
         let mut w = self.world.lock().unwrap();
         let i = w.issues.get_mut(&(repo.to_string(), number)).expect("seeded issue");
-        let mut e = json!({ "event": event, "created_at": at, "actor": { "login": actor } });
+        let mut e = json!({ "event": event, "created_at": at, "actor": { "login": actor, "type": "User" } });
         if let Some(l) = label {
             e["label"] = json!({ "name": l });
         }

@@ -266,3 +266,38 @@ pub fn delivery(w: &World, key: &Key, stated: &Stated, sender: &Actor, installat
     built.payload = p;
     built
 }
+
+/// One entry of GET /repos/{o}/{r}/issues/{n}/events for `stated` (GitHub's "Issue event"
+/// object: `event`, `actor`, `created_at`; `label {name, color}` for labeled and unlabeled,
+/// `state_reason` for closed), or None for a change that is no issue event (opened, edited,
+/// comments).
+pub fn issue_event(w: &World, key: &Key, stated: &Stated, actor: &Actor, at: DateTime<Utc>, id: u64) -> Option<Value> {
+    let repo = key.0.as_str();
+    let event = match stated {
+        Stated::Labeled(_) => "labeled",
+        Stated::Unlabeled(_) => "unlabeled",
+        Stated::Closed => "closed",
+        Stated::Reopened => "reopened",
+        _ => return None,
+    };
+    let mut e = json!({
+        "id": id,
+        "node_id": format!("{}E_lADO{id:X}", match stated { Stated::Labeled(_) => "LE", Stated::Unlabeled(_) => "UNLE", Stated::Closed => "CE", _ => "REE" }),
+        "url": format!("{API}/repos/{repo}/issues/events/{id}"),
+        "actor": user(&actor.login, actor.bot),
+        "event": event,
+        "commit_id": Value::Null,
+        "commit_url": Value::Null,
+        "created_at": time(at),
+        "performed_via_github_app": Value::Null,
+    });
+    match stated {
+        Stated::Labeled(l) | Stated::Unlabeled(l) => {
+            let full = label(w, repo, l);
+            e["label"] = json!({ "name": full["name"], "color": full["color"] });
+        }
+        Stated::Closed => e["state_reason"] = json!(w.issues.get(key).and_then(|i| i.state_reason.clone())),
+        _ => {}
+    }
+    Some(e)
+}

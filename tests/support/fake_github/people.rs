@@ -45,7 +45,7 @@ impl Person {
         let mut w = self.fake.world.lock().unwrap();
         match f(&mut w) {
             Ok((key, stated, out)) => {
-                self.fake.emit(&w, &key, &self.actor, &stated);
+                self.fake.emit(&mut w, &key, &self.actor, &stated);
                 out
             }
             Err(e) => panic!("{} cannot {what}: {e:?}", self.actor.login),
@@ -120,7 +120,7 @@ impl Person {
     /// Edits any comment (GitHub lets people with write access edit the bot's).
     pub fn edit_comment(&self, id: u64, body: &str) {
         self.act("edit a comment", |w| {
-            let (k, _, stated) = w.edit_comment(id, body)?;
+            let (k, _, stated) = w.edit_comment(id, body, &self.actor.login)?;
             Ok((k, stated, ()))
         })
     }
@@ -145,7 +145,7 @@ impl Person {
                 .map(|l| if l.contains(&marker) { l.replacen(from, to, 1) } else { l.to_string() })
                 .collect();
             assert!(body.contains(&marker), "no box {box_id} in comment {comment_id}:\n{body}");
-            let (k, _, stated) = w.edit_comment(comment_id, &flipped.join("\n"))?;
+            let (k, _, stated) = w.edit_comment(comment_id, &flipped.join("\n"), &self.actor.login)?;
             Ok((k, stated, ()))
         })
     }

@@ -1,5 +1,5 @@
 //! The REST routes rollgate calls: issues, their labels and comments, repository labels, team
-//! membership, the timeline. Every write goes through world.rs and sends the deliveries GitHub
+//! membership, the timeline (and `POST /graphql`, graphql.rs). Every write goes through world.rs and sends the deliveries GitHub
 //! sends for it, with the token's identity as sender.
 
 use super::world::{Actor, FakeIssue, Key, Missing, World};
@@ -28,6 +28,7 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/user", get(whoami))
         .route("/repos/{o}/{r}/labels", get(list_repo_labels).post(create_repo_label))
         .route("/repos/{o}/{r}/labels/{name}", axum::routing::patch(update_repo_label))
+        .route("/graphql", post(super::graphql::graphql))
 }
 
 pub(super) fn not_found() -> Response {
@@ -93,7 +94,7 @@ async fn update_issue(State(f): State<Shared>, h: HeaderMap, Path((o, r, n)): Pa
     })();
     match applied {
         Ok(stated) => {
-            f.emit(&w, &key, &caller(&h), &stated);
+            f.emit(&mut w, &key, &caller(&h), &stated);
             Json(payloads::issue(&w, &key, &w.issues[&key])).into_response()
         }
         Err(e) => refused(e),
@@ -109,7 +110,7 @@ async fn create_issue(State(f): State<Shared>, h: HeaderMap, Path((o, r)): Path<
     let (n, stated) = w.create_issue(&repo, body["title"].as_str().unwrap_or(""), body["body"].as_str().unwrap_or(""), &names(&body["labels"]), &actor.login);
     let key = (repo, n);
     *w.writes_per_issue.entry(key.clone()).or_default() += 1;
-    f.emit(&w, &key, &actor, &stated);
+    f.emit(&mut w, &key, &actor, &stated);
     let out = payloads::issue(&w, &key, &w.issues[&key]);
     if std::mem::take(&mut w.lose_next_created) {
         return (StatusCode::BAD_GATEWAY, Json(json!({"message": "Bad Gateway"}))).into_response();
@@ -166,7 +167,7 @@ async fn create_comment(State(f): State<Shared>, h: HeaderMap, Path((o, r, n)): 
         let mut w = f.world.lock().unwrap();
         match w.create_comment(&key, body["body"].as_str().unwrap_or(""), &actor.login) {
             Ok((c, stated)) => {
-                f.emit(&w, &key, &actor, &stated);
+                f.emit(&mut w, &key, &actor, &stated);
                 payloads::comment(&key, &c)
             }
             Err(e) => return refused(e),
@@ -187,9 +188,10 @@ async fn update_comment(State(f): State<Shared>, h: HeaderMap, Path((_o, _r, id)
         None => f.write_untied(format!("EDIT comment {id}")),
     }
     let mut w = f.world.lock().unwrap();
-    match w.edit_comment(id, body["body"].as_str().unwrap_or("")) {
+    let editor = caller(&h);
+    match w.edit_comment(id, body["body"].as_str().unwrap_or(""), &editor.login) {
         Ok((key, c, stated)) => {
-            f.emit(&w, &key, &caller(&h), &stated);
+            f.emit(&mut w, &key, &editor, &stated);
             Json(payloads::comment(&key, &c)).into_response()
         }
         Err(e) => refused(e),
@@ -206,7 +208,7 @@ async fn delete_comment(State(f): State<Shared>, h: HeaderMap, Path((_o, _r, id)
     let mut w = f.world.lock().unwrap();
     match w.delete_comment(id) {
         Ok((key, stated)) => {
-            f.emit(&w, &key, &caller(&h), &stated);
+            f.emit(&mut w, &key, &caller(&h), &stated);
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => refused(e),
@@ -221,7 +223,7 @@ async fn add_labels(State(f): State<Shared>, h: HeaderMap, Path((o, r, n)): Path
     let mut w = f.world.lock().unwrap();
     match w.add_labels(&key, &names) {
         Ok(stated) => {
-            f.emit(&w, &key, &caller(&h), &stated);
+            f.emit(&mut w, &key, &caller(&h), &stated);
             Json(labels_json(&w, &key)).into_response()
         }
         Err(e) => refused(e),
@@ -237,7 +239,7 @@ async fn set_labels(State(f): State<Shared>, h: HeaderMap, Path((o, r, n)): Path
     let mut w = f.world.lock().unwrap();
     match w.set_labels(&key, &names) {
         Ok(stated) => {
-            f.emit(&w, &key, &caller(&h), &stated);
+            f.emit(&mut w, &key, &caller(&h), &stated);
             Json(labels_json(&w, &key)).into_response()
         }
         Err(e) => refused(e),
@@ -251,7 +253,7 @@ async fn remove_label(State(f): State<Shared>, h: HeaderMap, Path((o, r, n, name
     let mut w = f.world.lock().unwrap();
     match w.remove_label(&key, &name) {
         Ok(stated) => {
-            f.emit(&w, &key, &caller(&h), &stated);
+            f.emit(&mut w, &key, &caller(&h), &stated);
             Json(labels_json(&w, &key)).into_response()
         }
         Err(e) => refused(e),

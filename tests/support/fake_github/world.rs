@@ -17,7 +17,9 @@ pub type Key = (String, u64);
 pub struct FakeIssue {
     pub title: String,
     pub body: String,
-    /// The issue's timeline, as GET .../events returns it (backfill reads it).
+    /// The issue's timeline, as GET .../events returns it (backfill reads it): every label,
+    /// close and reopen made through `World` is appended (`record`), and `add_event` adds
+    /// set-up entries.
     pub events: Vec<Value>,
     pub labels: Vec<String>,
     pub open: bool,
@@ -39,13 +41,28 @@ pub struct FakeComment {
     pub author: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Its edit history, oldest first, as GraphQL's `userContentEdits` holds it (served newest
+    /// first): empty while never edited; the first edit adds the original text (by its author,
+    /// at its creation) and the new text.
+    pub edits: Vec<FakeEdit>,
+}
+
+/// One revision of a comment in its edit history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeEdit {
+    pub at: DateTime<Utc>,
+    pub editor: String,
+    /// The whole text of this revision (what GitHub's `diff` holds in practice); `None` once
+    /// the revision was deleted from the history.
+    pub body: Option<String>,
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 impl FakeComment {
     /// A comment for set-up helpers (`set_comments`), dated at the epoch like a seeded issue
     /// that never changed.
     pub fn new(id: u64, body: &str, author: &str) -> FakeComment {
-        FakeComment { id, body: body.into(), author: author.into(), created_at: DateTime::UNIX_EPOCH, updated_at: DateTime::UNIX_EPOCH }
+        FakeComment { id, body: body.into(), author: author.into(), created_at: DateTime::UNIX_EPOCH, updated_at: DateTime::UNIX_EPOCH, edits: Vec::new() }
     }
 }
 
@@ -139,10 +156,14 @@ pub struct World {
     pub repo_labels: BTreeMap<String, BTreeMap<String, (String, String)>>,
     /// Issues whose events GitHub refuses (a backfill interrupted at a known point).
     pub refuse_events: Vec<u64>,
+    /// `POST /graphql` answers 404, as a server that serves only REST does.
+    pub no_graphql: bool,
     pub faults: VecDeque<Fault>,
     /// The next issue created is stored, and its answer replaced by a 502.
     pub lose_next_created: bool,
     pub clock: Clock,
+    /// The last timeline event's id (GET .../events `id`).
+    pub next_event: u64,
 }
 
 impl World {
@@ -153,6 +174,23 @@ impl World {
     /// The issue holding comment `id`.
     pub fn comment_home(&self, id: u64) -> Option<Key> {
         self.issues.iter().find(|(_, i)| i.comments.iter().any(|c| c.id == id)).map(|(k, _)| k.clone())
+    }
+
+    /// Appends to the issue's timeline the events GitHub's GET .../issues/N/events lists for
+    /// `stated` (labels, closes, reopens; comments and edits are not issue events), made by
+    /// `actor` at the world's now. Every change made through `World` comes by here (hooks.rs,
+    /// `emit`), whoever made it and whether or not deliveries are sent.
+    pub fn record(&mut self, key: &Key, actor: &Actor, stated: &[Stated]) {
+        let now = self.clock.now();
+        for s in stated {
+            self.next_event += 1;
+            let id = 9_000_000_000 + self.next_event;
+            if let Some(e) = super::payloads::issue_event(self, key, s, actor, now, id) {
+                if let Some(i) = self.issues.get_mut(key) {
+                    i.events.push(e);
+                }
+            }
+        }
     }
 
     fn touch(&mut self, key: &Key) {
@@ -282,14 +320,16 @@ impl World {
         self.issue_mut(key)?;
         let now = self.clock.now();
         self.next_comment += 1;
-        let c = FakeComment { id: 1000 + self.next_comment, body: body.into(), author: author.into(), created_at: now, updated_at: now };
+        let c = FakeComment { id: 1000 + self.next_comment, body: body.into(), author: author.into(), created_at: now, updated_at: now, edits: Vec::new() };
         self.issue_mut(key)?.comments.push(c.clone());
         self.touch(key);
         Ok((c.clone(), vec![Stated::CommentCreated(c.id)]))
     }
 
-    /// Edits comment `id`; an edit to the same text states nothing (GitHub sends no delivery).
-    pub fn edit_comment(&mut self, id: u64, body: &str) -> Result<(Key, FakeComment, Vec<Stated>), Missing> {
+    /// `editor` edits comment `id`; an edit to the same text states nothing (GitHub sends no
+    /// delivery and keeps no revision). The edit history gains the original text on the first
+    /// edit, then the new text.
+    pub fn edit_comment(&mut self, id: u64, body: &str, editor: &str) -> Result<(Key, FakeComment, Vec<Stated>), Missing> {
         let key = self.comment_home(id).ok_or(Missing::Comment)?;
         let now = self.clock.now();
         let c = self.issue_mut(&key)?.comments.iter_mut().find(|c| c.id == id).ok_or(Missing::Comment)?;
@@ -297,6 +337,10 @@ impl World {
             return Ok((key, c.clone(), vec![]));
         }
         let from = std::mem::replace(&mut c.body, body.to_string());
+        if c.edits.is_empty() {
+            c.edits.push(FakeEdit { at: c.created_at, editor: c.author.clone(), body: Some(from.clone()), deleted_at: None });
+        }
+        c.edits.push(FakeEdit { at: now, editor: editor.to_string(), body: Some(body.to_string()), deleted_at: None });
         c.updated_at = now;
         let c = c.clone();
         self.touch(&key);
