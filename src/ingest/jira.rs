@@ -248,7 +248,7 @@ pub(crate) fn snapshot(raw: RawIssue, fields: &JiraFields, fallback_time: DateTi
     // queued, and then fail every pass of the inbox worker, stalling every issue behind it.
     let key: IssueKey = format!("jira:{}", raw.key)
         .parse()
-        .map_err(|_| ParseError(format!("issue key {:?} is not PROJECT-NUMBER", super::clip(&raw.key, 64))))?;
+        .map_err(|_| ParseError(format!("issue key {} is not PROJECT-NUMBER", super::quoted(&raw.key, 66))))?;
     let f = &raw.fields;
     let m = &fields.mapping;
     let text = |v: Option<&Value>| v.map(value_text).unwrap_or_default();
@@ -344,6 +344,12 @@ mod tests {
             let err = parse_body(&body).expect_err(key);
             assert!(err.0.contains("is not PROJECT-NUMBER"), "{key}: {err}");
         }
+        // Control characters are escaped before the clip, so they cannot stretch the reason
+        // (the fuzz target's input: a key followed by a hundred DEL characters).
+        let key = format!("TES-41{}", "\u{7f}".repeat(100));
+        let body = serde_json::json!({ "webhookEvent": "jira:issue_created", "issue": { "key": key } });
+        let err = parse_body(&body).unwrap_err().0;
+        assert!(err.chars().count() <= 100 && err.starts_with("issue key \"TES-41\\u{7f}"), "{err}");
         let body = serde_json::json!({ "webhookEvent": "jira:issue_created", "issue": { "key": "PROJ_2-12" } });
         let Ok(Parsed::Event(e)) = parse_body(&body) else { panic!("PROJ_2-12 is a Jira key") };
         assert_eq!(e.issue.key.to_string().parse::<IssueKey>(), Ok(e.issue.key.clone()));
