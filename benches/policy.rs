@@ -1,5 +1,5 @@
 //! One event through the whole shipped policy pack: reading the event against the stored issue,
-//! every rule, and the plan. No I/O, as in the worker between its store reads and its writes.
+//! every rule, and the plan: `decide`, as the worker calls it between its store reads and its writes.
 //! `cargo bench --bench policy`; the figures are in BENCHMARKS.md.
 
 use chrono::{DateTime, Utc};

@@ -11,10 +11,10 @@
 
 use super::{PolicyConfig, PolicyRoles, PolicySet};
 use crate::clock::Calendar;
-use crate::model::{Actor, CommentId, CommentRef, DeliveryId, Event, IssueKey, IssueSnapshot, StatedChange};
 use crate::decide::facts::Me;
-use crate::plan::{self, Effect};
 use crate::decide::Inputs;
+use crate::model::{Actor, CommentId, CommentRef, DeliveryId, Event, IssueKey, IssueSnapshot, StatedChange};
+use crate::plan::{self, Effect};
 use crate::store::{BotComment, HistoryEntry, Source};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
