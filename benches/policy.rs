@@ -1,15 +1,14 @@
 //! One event through the whole shipped policy pack: reading the event against the stored issue,
-//! every rule, and the plan. No I/O, as in the worker between its store reads and its writes.
+//! every rule, and the plan: `decide`, as the worker calls it between its store reads and its writes.
 //! `cargo bench --bench policy`; the figures are in BENCHMARKS.md.
 
 use chrono::{DateTime, Utc};
 use criterion::{criterion_group, criterion_main, Criterion};
 use rollgate::model::{Actor, DeliveryId, Event, IssueKey, IssueSnapshot};
-use rollgate::plan;
 use rollgate::policy::{PolicyConfig, PolicyRoles, PolicySet};
 use rollgate::model::StatedChange;
-use rollgate::process::facts::Me;
-use rollgate::process::Prepared;
+use rollgate::decide::facts::Me;
+use rollgate::decide::{decide, Inputs};
 use rollgate::store::{HistoryEntry, Source};
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -97,12 +96,24 @@ fn run(c: &mut Criterion, name: &str, set: &PolicySet, before: &[&str], after: &
     let now = at("2026-11-24T10:00:02Z");
     c.bench_function(name, |b| {
         b.iter(|| {
-            let mut prepared = Prepared::new(set, black_box(&event), &changes, Some(&stored), &bot_comments, &me);
-            prepared.facts.roles = vec!["qa_lead".into()];
-            let mut history = stored_history.clone();
-            history.extend(prepared.tracker_changes.iter().cloned());
-            let decision = prepared.evaluate(set, &history, &[], &config, now).unwrap();
-            black_box(plan::plan(&prepared.view, &prepared.normalized, &decision, &set.vocabulary, &bot_comments))
+            let outcome = decide(
+                set,
+                Inputs {
+                    event: black_box(&event),
+                    changes: &changes,
+                    stored: Some(&stored),
+                    bot_comments: &bot_comments,
+                    history: stored_history.clone(),
+                    roles: vec!["qa_lead".into()],
+                    recent: &[],
+                    comment_acted: false,
+                    config: &config,
+                    me: &me,
+                    now,
+                },
+            )
+            .unwrap();
+            black_box(outcome.effects)
         })
     });
 }

@@ -10,8 +10,8 @@
 use crate::model::{Actor, CommentId, CommentRef, DeliveryId, Event, IssueSnapshot, StatedChange};
 use crate::policy::vocabulary::Vocabulary;
 use crate::policy::{PolicyConfig, PolicySet};
-use crate::process::facts::Me;
-use crate::process::{mark_refused, view, Prepared};
+use crate::decide::facts::Me;
+use crate::decide::{decide, view, Inputs};
 use crate::roles::RoleResolver;
 use crate::store::{BotComment, HistoryEntry, Source, Store};
 use crate::tracker::github::{GithubTracker, PastEvent};
@@ -81,28 +81,38 @@ pub async fn replay(judge: &Judge<'_>, created: Option<IssueSnapshot>, events: &
     let mut history: Vec<HistoryEntry> = Vec::new();
     if let Some(s) = &stored {
         let n = view::normalize(s, &set.vocabulary, None);
-        history.extend(crate::process::facts::changes(None, &n, s.open, &s.author, s.created_at, Source::Tracker));
+        history.extend(crate::decide::facts::changes(None, &n, s.open, &s.author, s.created_at, Source::Tracker));
     }
     // Fields whose refused value is still on the tracker until rollgate's revert comes by.
     let mut refused_until: BTreeMap<String, Option<String>> = BTreeMap::new();
     for (i, event) in events.iter().enumerate() {
         let changes = event.stated();
-        let mut prepared = Prepared::new(set, event, &changes, stored.as_ref(), &bot_comments, judge.me);
-        prepared.facts.roles = judge.roles.roles_of(&event.actor.login).await;
-        let mut seen: Vec<HistoryEntry> = history.iter().filter(|h| h.effective()).cloned().collect();
-        seen.extend(prepared.tracker_changes.iter().cloned());
-        let decision = match prepared.evaluate(set, &seen, &[], judge.config, event.occurred_at) {
-            Ok(d) => Some(d),
+        let seen: Vec<HistoryEntry> = history.iter().filter(|h| h.effective()).cloned().collect();
+        let decided = decide(
+            set,
+            Inputs {
+                event,
+                changes: &changes,
+                stored: stored.as_ref(),
+                bot_comments: &bot_comments,
+                history: seen,
+                roles: judge.roles.roles_of(&event.actor.login).await,
+                recent: &[],
+                comment_acted: false,
+                config: judge.config,
+                me: judge.me,
+                now: event.occurred_at,
+            },
+        );
+        // The rules of today say why (the refused changes are marked); the timeline says
+        // whether it was refused.
+        let (decision, mut entries, next, followed) = match decided {
+            Ok(o) => (Some(o.decision), o.history, o.view, o.followed),
             Err(e) => {
-                tracing::warn!(issue = %event.issue.key.short(), kind = %event.kind, error = %e, "backfill: a rule failed on a past event; its changes are kept as stated");
-                None
+                tracing::warn!(issue = %event.issue.key.short(), kind = %event.kind, error = %e.error, "backfill: a rule failed on a past event; its changes are kept as stated");
+                (None, e.history, e.view, e.followed)
             }
         };
-        let mut entries = std::mem::take(&mut prepared.tracker_changes);
-        if let Some(d) = &decision {
-            // The rules of today say why; the timeline says whether it was refused.
-            mark_refused(&mut entries, d);
-        }
         for h in entries.iter_mut().filter(|h| h.source == Source::Tracker) {
             let was = reverted(events, i, &h.field, &h.from, judge);
             if was {
@@ -147,8 +157,8 @@ pub async fn replay(judge: &Judge<'_>, created: Option<IssueSnapshot>, events: &
                 .collect();
             entries.extend(records);
         }
-        if let Some((tag, c)) = &prepared.followed {
-            bot_comments.insert(tag.clone(), c.clone());
+        if let Some((tag, c)) = followed {
+            bot_comments.insert(tag, c);
         }
         if let Some(c) = event.comment.as_ref().filter(|c| judge.me.is(&c.author.login)) {
             if let Some(tag) = crate::policy::boxes::marker_tag(&c.body) {
@@ -157,7 +167,7 @@ pub async fn replay(judge: &Judge<'_>, created: Option<IssueSnapshot>, events: &
             }
         }
         history.extend(entries);
-        stored = Some(prepared.view);
+        stored = Some(next);
     }
     history
 }

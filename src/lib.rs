@@ -5,6 +5,7 @@ pub mod app;
 pub mod backfill;
 pub mod clock;
 pub mod config;
+pub mod decide;
 pub mod doctor;
 pub mod explain;
 pub mod http;

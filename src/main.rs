@@ -219,7 +219,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     github_repo(&repo)?;
                     let tracker = rollgate::tracker::github::GithubTracker::from_settings(&settings.github, retry)?
                         .context("backfill reads GitHub: set ROLLGATE_GITHUB_TOKEN or a GitHub App (ROLLGATE_GITHUB_APP_ID and its private key)")?;
-                    let me = rollgate::process::facts::Me::new(Some(tracker.identity().await.context("asking GitHub who rollgate is")?));
+                    let me = rollgate::decide::facts::Me::new(Some(tracker.identity().await.context("asking GitHub who rollgate is")?));
                     let tracker = Arc::new(tracker);
                     let roles = rollgate::roles::RoleResolver::new(&settings.roles, Some(tracker.clone() as Arc<dyn Tracker>));
                     let judge = rollgate::backfill::Judge { set: &set, config: &config, roles: &roles, me: &me };
@@ -227,7 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 (None, Some(project)) => {
                     let tracker = rollgate::tracker::jira::JiraTracker::connect(&settings.jira, retry).await.context("backfill reads Jira")?;
-                    let me = rollgate::process::facts::Me::new(Some(tracker.identity().await?));
+                    let me = rollgate::decide::facts::Me::new(Some(tracker.identity().await?));
                     let roles = rollgate::roles::RoleResolver::new(&settings.roles, None);
                     let judge = rollgate::backfill::Judge { set: &set, config: &config, roles: &roles, me: &me };
                     (project.clone(), rollgate::backfill::jira(store.as_ref(), &judge, &tracker, &project, false).await?)

@@ -3,11 +3,10 @@
 
 use crate::ingest::{github, Parsed};
 use crate::model::DeliveryId;
-use crate::plan;
 use crate::policy::fixtures::{self, Outcome};
 use crate::policy::{PolicyConfig, PolicySet};
-use crate::process::facts::Me;
-use crate::process::Prepared;
+use crate::decide::facts::Me;
+use crate::decide::{decide, Inputs};
 use crate::store::Store;
 use anyhow::{bail, Context};
 use std::fmt::Write;
@@ -80,7 +79,7 @@ pub async fn simulate(
         Parsed::Ping => bail!("a ping carries no issue: nothing to decide"),
         Parsed::Ignored(what) => bail!("rollgate ignores {what} deliveries: nothing to decide"),
     };
-    let (stored, bot_comments, mut history) = match store {
+    let (stored, bot_comments, history) = match store {
         Some(s) => match s.issue_state(&event.issue.key).await? {
             Some(state) => (
                 Some(state.snapshot),
@@ -92,11 +91,24 @@ pub async fn simulate(
         None => (None, Default::default(), Vec::new()),
     };
     // Offline, rollgate's own login is not known: its echoes are judged like anyone's here.
-    let mut prepared = Prepared::new(set, &event, &event.stated(), stored.as_ref(), &bot_comments, &Me::default());
-    prepared.facts.roles = config.roles.of_login(&event.actor.login);
-    history.extend(prepared.tracker_changes.iter().cloned());
-    let decision = prepared.evaluate(set, &history, &[], config, now).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let effects = plan::plan(&prepared.view, &prepared.normalized, &decision, &set.vocabulary, &bot_comments);
+    let outcome = decide(
+        set,
+        Inputs {
+            event: &event,
+            changes: &event.stated(),
+            stored: stored.as_ref(),
+            bot_comments: &bot_comments,
+            history,
+            roles: config.roles.of_login(&event.actor.login),
+            recent: &[],
+            comment_acted: false,
+            config,
+            me: &Me::default(),
+            now,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (decision, effects) = (outcome.decision, outcome.effects);
     let out = serde_json::json!({
         "issue": event.issue.key.short(),
         "event": event.kind,
@@ -151,11 +163,25 @@ pub async fn sweep(settings: &crate::config::Settings, at: chrono::DateTime<chro
         for t in &due {
             let Some(state) = store.issue_state(&t.issue_key).await? else { continue };
             let event = sweep::timer_event(t, state.snapshot.clone(), at);
-            let mut history: Vec<_> = store.history(&t.issue_key).await?.into_iter().filter(crate::store::HistoryEntry::effective).collect();
-            let prepared = Prepared::new(&set, &event, &[], Some(&state.snapshot), &state.bot_comments, &Me::default());
-            history.extend(prepared.tracker_changes.iter().cloned());
-            let decision = prepared.evaluate(&set, &history, &[], &config, at).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let effects = plan::plan(&prepared.view, &prepared.normalized, &decision, &set.vocabulary, &state.bot_comments);
+            let history = store.history(&t.issue_key).await?.into_iter().filter(crate::store::HistoryEntry::effective).collect();
+            let outcome = decide(
+                &set,
+                Inputs {
+                    event: &event,
+                    changes: &[],
+                    stored: Some(&state.snapshot),
+                    bot_comments: &state.bot_comments,
+                    history,
+                    roles: Vec::new(),
+                    recent: &[],
+                    comment_acted: false,
+                    config: &config,
+                    me: &Me::default(),
+                    now: at,
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (decision, effects) = (outcome.decision, outcome.effects);
             let _ = writeln!(out, "\n{}  {}  due {}", t.issue_key.short(), t.purpose, t.due_at);
             for w in &decision.why {
                 let _ = writeln!(out, "  why: {w}");

@@ -308,7 +308,7 @@ async fn a_month_reports_the_same_live_and_by_backfill() {
     let set = rollgate::policy::PolicySet::load(&support::policies_dir()).unwrap();
     let config = rollgate::app::policy_config(&settings).unwrap();
     let roles = rollgate::roles::RoleResolver::new(&settings.roles, None);
-    let me = rollgate::process::facts::Me::new(Some(BOT_LOGIN.to_string()));
+    let me = rollgate::decide::facts::Me::new(Some(BOT_LOGIN.to_string()));
     let judge = rollgate::backfill::Judge { set: &set, config: &config, roles: &roles, me: &me };
     let tracker = GithubTracker::new(&h.github.url, &rollgate::config::Secret::new(TOKEN), Default::default()).unwrap();
     let first = rollgate::backfill::github(fresh.as_ref(), &judge, &tracker, REPO, true).await.unwrap();

@@ -24,7 +24,7 @@ pub fn timer_event(timer: &Timer, mut issue: crate::model::IssueSnapshot, now: D
         delivery: DeliveryId(format!("timer:{}:{}:{}", timer.issue_key, timer.purpose, timer.due_at.timestamp_millis())),
         kind: format!("timer.{}", timer.purpose),
         issue,
-        actor: Actor { login: crate::process::BOT.into(), is_bot: true },
+        actor: Actor { login: crate::decide::BOT.into(), is_bot: true },
         label: None,
         comment: None,
         occurred_at: timer.due_at,

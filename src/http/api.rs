@@ -9,8 +9,8 @@
 
 use super::AppState;
 use crate::model::{Actor, DeliveryId, Event, IssueKey, IssueSnapshot, NativeFields, StatedChange};
-use crate::process::facts::Me;
-use crate::process::Prepared;
+use crate::decide::facts::Me;
+use crate::decide::{decide, Inputs};
 use axum::body::Body;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
@@ -110,7 +110,7 @@ pub async fn evaluate(State(state): State<AppState>, request: Request) -> Respon
     // The proposed change, stated as the tracker would state it.
     let mut proposed = current.clone();
     proposed.updated_at = current.updated_at + chrono::Duration::milliseconds(1);
-    let from = crate::process::view::normalize(&current, vocab, None).fields.get("status").cloned();
+    let from = crate::decide::view::normalize(&current, vocab, None).fields.get("status").cloned();
     let changes = vec![StatedChange::FieldSet { field: "status".into(), from, to: Some(to.clone()) }];
     let actor = match (trusted, &req.actor) {
         (true, Some(actor)) => actor.clone(),
@@ -130,14 +130,27 @@ pub async fn evaluate(State(state): State<AppState>, request: Request) -> Respon
         changes: changes.clone(),
         taken_in_by: None,
     };
-    let mut prepared = Prepared::new(&policies, &event, &changes, Some(&current), &bot_comments, &Me::default());
-    prepared.facts.roles = if trusted { state.policy_config.roles.of_login(&actor) } else { Vec::new() };
-    let mut history = match state.store.history(&key).await {
+    let history = match state.store.history(&key).await {
         Ok(h) => h.into_iter().filter(crate::store::HistoryEntry::effective).collect::<Vec<_>>(),
         Err(e) => return bad(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e:#}")),
     };
-    history.extend(prepared.tracker_changes.iter().cloned());
-    match prepared.evaluate(&policies, &history, &[], &state.policy_config, now) {
+    let decided = decide(
+        &policies,
+        Inputs {
+            event: &event,
+            changes: &changes,
+            stored: Some(&current),
+            bot_comments: &bot_comments,
+            history,
+            roles: if trusted { state.policy_config.roles.of_login(&actor) } else { Vec::new() },
+            recent: &[],
+            comment_acted: false,
+            config: &state.policy_config,
+            me: &Me::default(),
+            now,
+        },
+    );
+    match decided.map(|o| o.decision) {
         Ok(d) => Json(json!({
             "allow": d.blocks.is_empty(),
             "reasons": d.blocks,
@@ -149,7 +162,7 @@ pub async fn evaluate(State(state): State<AppState>, request: Request) -> Respon
             "policy_version": policies.version.as_str(),
         }))
         .into_response(),
-        Err(e) => bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => bad(StatusCode::INTERNAL_SERVER_ERROR, e.error.to_string()),
     }
 }
 

@@ -11,10 +11,10 @@
 
 use super::{PolicyConfig, PolicyRoles, PolicySet};
 use crate::clock::Calendar;
+use crate::decide::facts::Me;
+use crate::decide::Inputs;
 use crate::model::{Actor, CommentId, CommentRef, DeliveryId, Event, IssueKey, IssueSnapshot, StatedChange};
-use crate::process::facts::Me;
 use crate::plan::{self, Effect};
-use crate::process::Prepared;
 use crate::store::{BotComment, HistoryEntry, Source};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -314,13 +314,12 @@ pub fn decide(policies: &PolicySet, f: &Fixture, on: As) -> Result<(crate::polic
         })
         .collect();
     let me = Me::new(Some(FIXTURE_BOT.into()));
-    let mut prepared = Prepared::new(policies, &event, &changes, stored.as_ref(), &bot_comments, &me);
     let config = PolicyConfig {
         roles: PolicyRoles { pm: f.config.pm.clone(), qa_lead: f.config.qa_lead.clone() },
         calendar: Arc::new(f.calendar()?),
     };
-    prepared.facts.roles = f.config.actor_roles.clone().unwrap_or_else(|| config.roles.of_login(&f.event.actor));
-    let mut history: Vec<HistoryEntry> = f
+    let roles = f.config.actor_roles.clone().unwrap_or_else(|| config.roles.of_login(&f.event.actor));
+    let history: Vec<HistoryEntry> = f
         .history
         .iter()
         .map(|h| HistoryEntry {
@@ -337,10 +336,24 @@ pub fn decide(policies: &PolicySet, f: &Fixture, on: As) -> Result<(crate::polic
             refused: None,
         })
         .collect();
-    history.extend(prepared.tracker_changes.iter().cloned());
-    let decision = prepared.evaluate(policies, &history, &[], &config, f.now).map_err(|e| e.to_string())?;
-    let effects = plan::plan(&prepared.view, &prepared.normalized, &decision, &policies.vocabulary, &bot_comments);
-    Ok((decision, effects, prepared.view))
+    let outcome = crate::decide::decide(
+        policies,
+        Inputs {
+            event: &event,
+            changes: &changes,
+            stored: stored.as_ref(),
+            bot_comments: &bot_comments,
+            history,
+            roles,
+            recent: &[],
+            comment_acted: false,
+            config: &config,
+            me: &me,
+            now: f.now,
+        },
+    )
+    .map_err(|e| e.error.to_string())?;
+    Ok((outcome.decision, outcome.effects, outcome.view))
 }
 
 /// Runs one fixture (on GitHub); returns what differs from its expectations.

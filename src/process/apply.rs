@@ -1,10 +1,121 @@
 //! Effects onto the tracker, one call each, and what they did.
 
-use super::facts::Me;
+use super::{Failure, Processor};
+use crate::decide::facts::Me;
+use crate::decide::Outcome;
 use crate::model::{CommentId, IssueSnapshot};
-use crate::plan::{marker, Effect};
+use crate::plan::{body_hash, marker, Effect};
 use crate::policy::vocabulary::Vocabulary;
+use crate::store::BotComment;
 use crate::tracker::{FieldUpdate, Tracker, TrackerError};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One effect as the audit keeps it.
+#[derive(Debug, Serialize)]
+pub(super) struct AppliedEffect {
+    #[serde(flatten)]
+    effect: Effect,
+    result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comment_id: Option<CommentId>,
+}
+
+/// What applying an outcome's effects left on the tracker.
+pub(super) struct Applied {
+    pub effects: Vec<AppliedEffect>,
+    /// The issue's labels (Jira's fields expressed as labels) and open state now.
+    pub labels: Vec<String>,
+    pub open: bool,
+    /// The bot comments written, by tag.
+    pub comments: Vec<(String, BotComment)>,
+    pub ms: u64,
+}
+
+impl Processor {
+    /// Applies the outcome's effects (none without a tracker: a dry run), each once across
+    /// attempts of the same event (the effect ledger).
+    pub(super) async fn apply_effects(
+        &self,
+        inbox_id: i64,
+        tracker: Option<&Arc<dyn Tracker>>,
+        me: &Me,
+        outcome: &mut Outcome,
+        vocab: &Vocabulary,
+    ) -> Result<Applied, Failure> {
+        let started = Instant::now();
+        let effects = std::mem::take(&mut outcome.effects);
+        let mut labels = std::mem::take(&mut outcome.planned.labels);
+        let key = &outcome.view.key;
+        let mut open = outcome.planned.open;
+        let mut comments = Vec::new();
+        let mut applied = Vec::with_capacity(effects.len());
+        // What an earlier attempt of this very event applied before it crashed or failed: a
+        // retry skips those calls (the effect ledger), so no effect is applied twice.
+        // (Most events plan nothing, e.g. the echo of rollgate's own change: no read then.)
+        let ledger = match tracker {
+            Some(_) if !effects.is_empty() => self.store.ledger(inbox_id).await?,
+            _ => Default::default(),
+        };
+        if let Some(t) = tracker.filter(|t| t.holds_fields()) {
+            // Jira: every label effect becomes one field update (and a transition for status).
+            let update = field_update(&effects, vocab);
+            let content = body_hash(&format!("{update:?}"));
+            if !update.is_empty() && !ledger.contains_key(&("fields".to_string(), content.clone())) {
+                t.update_fields(key, &update).await?;
+                self.store.ledger_add(inbox_id, "fields", &content, None, self.clock.now()).await?;
+            }
+        }
+        for effect in effects {
+            let Some(tracker) = tracker else {
+                applied.push(AppliedEffect { effect, result: "dry-run", comment_id: None });
+                continue;
+            };
+            let (purpose, content) = ledger_key(&effect);
+            let (result, comment_id, held_back) = match ledger.get(&(purpose.clone(), content.clone())) {
+                Some(done) => ("applied-earlier", done.as_deref().and_then(|id| id.parse().ok()).map(CommentId), Vec::new()),
+                None => {
+                    let done = apply(tracker.as_ref(), &outcome.view, &effect, me).await?;
+                    let id = done.comment_id.map(|c| c.0.to_string());
+                    self.store.ledger_add(inbox_id, &purpose, &content, id.as_deref(), self.clock.now()).await?;
+                    (done.result, done.comment_id, done.held_back)
+                }
+            };
+            // The stored view follows what the tracker now holds: a label the flap breaker held
+            // back was not changed there.
+            match &effect {
+                Effect::AddLabels { labels: added } => {
+                    for l in added {
+                        if !labels.contains(l) && !held_back.contains(l) {
+                            labels.push(l.clone());
+                        }
+                    }
+                }
+                Effect::RemoveLabel { label } if held_back.contains(label) => {}
+                Effect::RemoveLabel { label } => labels.retain(|l| l != label),
+                Effect::SetOpen { open: o } => open = *o,
+                Effect::UpsertComment { tag, body, .. } => {
+                    let c = BotComment {
+                        id: comment_id.expect("an upsert yields a comment id"),
+                        body_hash: body_hash(body),
+                        body: body.clone(),
+                    };
+                    comments.push((tag.clone(), c));
+                }
+            }
+            let kind = match &effect {
+                Effect::AddLabels { .. } => "add_labels",
+                Effect::RemoveLabel { .. } => "remove_label",
+                Effect::UpsertComment { .. } => "comment",
+                Effect::SetOpen { .. } => "set_open",
+            };
+            crate::metrics::METRICS.inc("rollgate_effects_total", &[("kind", kind), ("result", result)]);
+            applied.push(AppliedEffect { effect, result, comment_id });
+        }
+        Ok(Applied { effects: applied, labels, open, comments, ms: started.elapsed().as_millis() as u64 })
+    }
+}
 
 /// The label effects of a plan as one field update, for a tracker that holds fields natively.
 pub fn field_update(effects: &[Effect], vocab: &Vocabulary) -> FieldUpdate {

@@ -22,8 +22,8 @@
 //! back and then judge the removal again). Past the window it is judged alone: a removal as the
 //! field emptied, an addition as old → new (the planner removes the old value).
 
-use super::facts::Me;
-use super::view;
+use crate::decide::facts::Me;
+use crate::decide::view;
 use crate::model::{Event, IssueSnapshot, StatedChange};
 use crate::policy::vocabulary::Vocabulary;
 use crate::store::{InboxItem, Store};

@@ -345,7 +345,7 @@ pub fn signed(payload: &Value) -> (Vec<u8>, String) {
 pub async fn with_judge<T>(set: &rollgate::policy::PolicySet, me: &str, f: impl AsyncFnOnce(&rollgate::backfill::Judge<'_>) -> T) -> T {
     let config = rollgate::policy::PolicyConfig::default();
     let roles = rollgate::roles::RoleResolver::new(&Default::default(), None);
-    let me = rollgate::process::facts::Me::new(Some(me.to_string()));
+    let me = rollgate::decide::facts::Me::new(Some(me.to_string()));
     f(&rollgate::backfill::Judge { set, config: &config, roles: &roles, me: &me }).await
 }
 
