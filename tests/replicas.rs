@@ -220,7 +220,10 @@ async fn two_replicas_one_killed_mid_burst_process_every_delivery_exactly_once()
     assert_eq!(statuses.values().sum::<usize>(), total, "every delivery was acknowledged: {statuses:?}");
 
     let store = rollgate::store::open(&db).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    // Waits as long as the replicas make progress: on a loaded 2-core machine draining can take
+    // minutes (one run saw 573 of 3000 done after 180 s while other builds ran), so what fails
+    // the test is a stall — nothing done for two minutes — not a slow drain.
+    let (mut last_done, mut last_progress) = (0, tokio::time::Instant::now());
     loop {
         let stats = store.inbox_stats().await.unwrap();
         if stats.pending == 0 {
@@ -228,7 +231,10 @@ async fn two_replicas_one_killed_mid_burst_process_every_delivery_exactly_once()
             assert_eq!(stats.done as usize, total, "every accepted delivery is in the inbox once, done");
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the replicas did not drain the inbox: {stats:?}");
+        if stats.done > last_done {
+            (last_done, last_progress) = (stats.done, tokio::time::Instant::now());
+        }
+        assert!(last_progress.elapsed() < Duration::from_secs(120), "the replicas stopped draining the inbox: {stats:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
