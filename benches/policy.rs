@@ -9,7 +9,7 @@ use rollgate::policy::{PolicyConfig, PolicyRoles, PolicySet};
 use rollgate::model::StatedChange;
 use rollgate::decide::facts::Me;
 use rollgate::decide::{decide, Inputs};
-use rollgate::store::{HistoryEntry, Source};
+use rollgate::model::{HistoryEntry, Source};
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::path::Path;

@@ -84,7 +84,7 @@ pub async fn simulate(
             Some(state) => (
                 Some(state.snapshot),
                 state.bot_comments,
-                s.history(&event.issue.key).await?.into_iter().filter(crate::store::HistoryEntry::effective).collect(),
+                s.history(&event.issue.key).await?.into_iter().filter(crate::model::HistoryEntry::effective).collect(),
             ),
             None => (None, Default::default(), Vec::new()),
         },
@@ -163,7 +163,7 @@ pub async fn sweep(settings: &crate::config::Settings, at: chrono::DateTime<chro
         for t in &due {
             let Some(state) = store.issue_state(&t.issue_key).await? else { continue };
             let event = sweep::timer_event(t, state.snapshot.clone(), at);
-            let history = store.history(&t.issue_key).await?.into_iter().filter(crate::store::HistoryEntry::effective).collect();
+            let history = store.history(&t.issue_key).await?.into_iter().filter(crate::model::HistoryEntry::effective).collect();
             let outcome = decide(
                 &set,
                 Inputs {

@@ -7,7 +7,7 @@
 mod support;
 
 use rollgate::model::IssueKey;
-use rollgate::store::{HistoryEntry, Source};
+use rollgate::model::{HistoryEntry, Source};
 use serde_json::json;
 use support::fake_github::{Order, SwapOrder, BOT_LOGIN};
 use support::{fixture, Harness, REPO};

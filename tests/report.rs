@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use rollgate::clock::Calendar;
 use rollgate::model::{IssueKey, IssueSnapshot};
 use rollgate::report::{figures, metrics, MetricsFile, Month};
-use rollgate::store::{HistoryEntry, Source};
+use rollgate::model::{HistoryEntry, Source};
 use std::path::Path;
 
 fn at(s: &str) -> DateTime<Utc> {

@@ -7,7 +7,8 @@ mod support;
 use chrono::{DateTime, Duration, Utc};
 use rollgate::ingest::{github, Parsed};
 use rollgate::model::{DeliveryId, Event};
-use rollgate::store::{self, AuditRecord, Completion, Inserted, Store, Timer};
+use rollgate::store::{self, Completion, Inserted, Store, Timer};
+use rollgate::model::AuditRecord;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 

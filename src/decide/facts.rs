@@ -6,7 +6,7 @@ use crate::policy::boxes;
 use crate::policy::commands;
 use crate::policy::vocabulary::Normalized;
 use crate::policy::{EventFacts, FieldChange};
-use crate::store::{BotComment, HistoryEntry, Source};
+use crate::model::{BotComment, HistoryEntry, Source};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet};
 

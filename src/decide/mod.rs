@@ -15,7 +15,7 @@ use crate::plan::{self, Effect};
 use crate::policy::decision::Decision;
 use crate::policy::vocabulary::{Normalized, Vocabulary};
 use crate::policy::{Before, EvalError, Input, PolicyConfig, PolicySet, RecentDecision};
-use crate::store::{BotComment, HistoryEntry, Source};
+use crate::model::{BotComment, HistoryEntry, Source};
 use chrono::{DateTime, Utc};
 use facts::Me;
 use std::borrow::Cow;

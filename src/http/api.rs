@@ -131,7 +131,7 @@ pub async fn evaluate(State(state): State<AppState>, request: Request) -> Respon
         taken_in_by: None,
     };
     let history = match state.store.history(&key).await {
-        Ok(h) => h.into_iter().filter(crate::store::HistoryEntry::effective).collect::<Vec<_>>(),
+        Ok(h) => h.into_iter().filter(crate::model::HistoryEntry::effective).collect::<Vec<_>>(),
         Err(e) => return bad(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e:#}")),
     };
     let decided = decide(

@@ -2,8 +2,10 @@
 //! into these types at the edge; nothing past `ingest` sees a raw payload.
 
 mod ids;
+mod records;
 
 pub use ids::{is_github_repo, BadIssueKey, CommentId, DeliveryId, IssueKey, PolicyVersion, TrackerKind};
+pub use records::{AuditRecord, BotComment, HistoryEntry, IssueState, Source};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -6,7 +6,7 @@ pub mod clip;
 use crate::model::{CommentId, IssueSnapshot};
 use crate::policy::decision::Decision;
 use crate::policy::vocabulary::{Normalized, Vocabulary};
-use crate::store::BotComment;
+use crate::model::BotComment;
 use crate::tracker::CommentLimit;
 use serde::Serialize;
 use sha2::{Digest, Sha256};

@@ -15,7 +15,7 @@ use crate::decide::facts::Me;
 use crate::decide::Inputs;
 use crate::model::{Actor, CommentId, CommentRef, DeliveryId, Event, IssueKey, IssueSnapshot, StatedChange};
 use crate::plan::{self, Effect};
-use crate::store::{BotComment, HistoryEntry, Source};
+use crate::model::{BotComment, HistoryEntry, Source};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};

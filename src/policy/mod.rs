@@ -13,7 +13,7 @@ pub mod vocabulary;
 
 use crate::clock::Calendar;
 use crate::model::{Event, IssueSnapshot, PolicyVersion};
-use crate::store::HistoryEntry;
+use crate::model::HistoryEntry;
 use chrono::{DateTime, Utc};
 use decision::{read_output, Decision};
 use rhai::{CallFnOptions, Dynamic, Engine, Map, Module, Scope, AST};

@@ -4,7 +4,7 @@
 use super::decision::RuleOutput;
 use super::{boxes, commands, EventFacts, FieldChange, Input, RecentDecision};
 use crate::model::Event;
-use crate::store::HistoryEntry;
+use crate::model::HistoryEntry;
 use chrono::{DateTime, Utc};
 use rhai::{Dynamic, Map};
 use serde::Serialize;

@@ -6,7 +6,7 @@ use crate::decide::Outcome;
 use crate::model::{CommentId, IssueSnapshot};
 use crate::plan::{body_hash, marker, Effect};
 use crate::policy::vocabulary::Vocabulary;
-use crate::store::BotComment;
+use crate::model::BotComment;
 use crate::tracker::{FieldUpdate, Tracker, TrackerError};
 use serde::Serialize;
 use std::sync::Arc;

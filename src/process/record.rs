@@ -8,7 +8,8 @@ use crate::decide::Outcome;
 use crate::model::{CommentId, Event, IssueSnapshot};
 use crate::policy::decision::Decision;
 use crate::policy::PolicySet;
-use crate::store::{AuditRecord, Completion, HistoryEntry, InboxItem, Source};
+use crate::store::{Completion, InboxItem};
+use crate::model::{AuditRecord, HistoryEntry, Source};
 use std::time::Instant;
 
 /// What the decide and apply steps came to, for the record.

@@ -8,7 +8,8 @@ pub use render::markdown;
 
 use crate::clock::Calendar;
 use crate::model::IssueKey;
-use crate::store::{HistoryEntry, Store};
+use crate::store::Store;
+use crate::model::HistoryEntry;
 use anyhow::Context;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Utc};
 use serde::Deserialize;
@@ -234,7 +235,7 @@ pub async fn figures(store: &dyn Store, calendar: &Calendar, cfg: &MetricsFile, 
     let mut by_issue: std::collections::HashMap<String, Vec<HistoryEntry>> = std::collections::HashMap::new();
     for r in rows {
         let at = DateTime::from_timestamp_millis(r.at_ms).unwrap_or_default();
-        let entry = HistoryEntry { at, field: r.field, from: None, to: r.to, actor: String::new(), source: crate::store::Source::Tracker, refused: None };
+        let entry = HistoryEntry { at, field: r.field, from: None, to: r.to, actor: String::new(), source: crate::model::Source::Tracker, refused: None };
         by_issue.entry(r.issue).or_default().push(entry);
     }
     let mut out: Vec<MonthFigures> = Vec::new();

@@ -5,7 +5,8 @@
 use crate::clock::Calendar;
 use crate::model::IssueKey;
 use crate::policy::people_text::inline;
-use crate::store::{HistoryEntry, Store};
+use crate::store::Store;
+use crate::model::HistoryEntry;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Utc};
 use std::collections::BTreeMap;
 use std::fmt::Write;

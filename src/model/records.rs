@@ -1,0 +1,93 @@
+//! The records rollgate keeps about an issue — what it holds, who changed what and when, what
+//! was decided — as every layer speaks of them. The store persists them; nothing here knows how.
+
+use super::{CommentId, IssueSnapshot};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// A comment the bot owns on an issue; `body_hash` lets the planner skip unchanged edits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotComment {
+    pub id: CommentId,
+    pub body_hash: String,
+    pub body: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct IssueState {
+    pub snapshot: IssueSnapshot,
+    pub bot_comments: BTreeMap<String, BotComment>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// A person (or another bot) changed the issue on the tracker.
+    Tracker,
+    /// rollgate applied the change.
+    Rollgate,
+    /// A fact a policy asked to record.
+    Policy,
+    /// What the issue held when rollgate first saw it: who set it, and when, is unknown.
+    Snapshot,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Tracker => "tracker",
+            Source::Rollgate => "rollgate",
+            Source::Policy => "policy",
+            Source::Snapshot => "snapshot",
+        }
+    }
+
+    /// The stored spelling back; anything unknown is a tracker change.
+    pub fn parse(s: &str) -> Source {
+        match s {
+            "rollgate" => Source::Rollgate,
+            "policy" => Source::Policy,
+            "snapshot" => Source::Snapshot,
+            _ => Source::Tracker,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryEntry {
+    pub at: DateTime<Utc>,
+    pub field: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub actor: String,
+    pub source: Source,
+    /// The change was made on the tracker, and refused and reverted by this rule: it never took
+    /// effect. Clocks, reports, the decisions log and the state rules read skip it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+impl HistoryEntry {
+    /// Whether the change took effect (it was not refused).
+    pub fn effective(&self) -> bool {
+        self.refused.is_none()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    pub delivery: String,
+    pub issue_key: String,
+    pub kind: String,
+    pub policy_version: String,
+    pub decision: serde_json::Value,
+    pub effects: serde_json::Value,
+    pub dry_run: bool,
+    pub attempt: u32,
+    pub eval_us: u64,
+    pub apply_ms: u64,
+    pub total_ms: u64,
+    pub processed_at: DateTime<Utc>,
+}
+
