@@ -588,3 +588,39 @@ async fn backfills_comment_queries_are_still_answered_next_to_the_project_ones()
     let answer = graphql(&fake, q, json!({"owner": "Codertocat", "name": "Hello-World", "number": 1, "after": null})).await;
     assert_eq!(ok(&answer)["repository"]["issue"]["comments"]["nodes"][0]["body"], "hello");
 }
+
+fn api_fixture(name: &str) -> Value {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/github-api").join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+#[tokio::test]
+async fn the_shapes_match_a_recorded_issue_and_githubs_mutation_schema() {
+    let fake = FakeGithub::start().await;
+    fake.default_issue_types(ORG);
+    fake.seed(REPO, 1, &[]);
+    fake.set_issue_type(REPO, 1, Some("Bug"));
+    let (_, issue) = api(&fake, Method::GET, &issue_path(1), None).await;
+    let recorded = api_fixture("issues.get.recorded.json");
+    assert_eq!(keys(&issue["type"]), keys(&recorded["type"]), "the issue-type object as api.github.com answered it");
+    assert_eq!((&issue["type"]["name"], &issue["type"]["description"], &issue["type"]["color"]), (&recorded["type"]["name"], &recorded["type"]["description"], &recorded["type"]["color"]));
+
+    // What the fake's mutations take and answer is what GitHub's schema says.
+    let schema = api_fixture("graphql.updateProjectV2ItemFieldValue.schema-excerpt.json");
+    let input = schema["UpdateProjectV2ItemFieldValueInput"].as_str().unwrap();
+    for f in ["projectId: ID!", "itemId: ID!", "fieldId: ID!", "value: ProjectV2FieldValue!"] {
+        assert!(input.contains(f), "{f}");
+    }
+    let value = schema["ProjectV2FieldValue"].as_str().unwrap();
+    for f in ["singleSelectOptionId: String", "date: Date", "text: String"] {
+        assert!(value.contains(f), "{f}");
+    }
+    assert!(schema["UpdateProjectV2ItemFieldValuePayload"].as_str().unwrap().contains("projectV2Item: ProjectV2Item"));
+    assert!(schema["ClearProjectV2ItemFieldValueInput"].as_str().unwrap().contains("fieldId: ID!"));
+}
