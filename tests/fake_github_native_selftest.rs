@@ -309,6 +309,8 @@ async fn a_project_is_found_by_organisation_and_number_with_its_fields_and_optio
     // The same project by its node id, and the project's login written into the query.
     let inline = format!("query {{ organization(login: \"{ORG}\") {{ projectV2(number: 7) {{ id }} }} }}");
     assert_eq!(ok(&graphql(&fake, &inline, json!({})).await)["organization"]["projectV2"]["id"], json!(p.node_id));
+    let owner = "query($login: String!) { repositoryOwner(login: $login) { ... on ProjectV2Owner { projectV2(number: 7) { id } } } }";
+    assert_eq!(ok(&graphql(&fake, owner, json!({"login": ORG})).await)["repositoryOwner"]["projectV2"]["id"], json!(p.node_id));
     let by_node = graphql(&fake, "query($id: ID!) { node(id: $id) { ... on ProjectV2 { number title } } }", json!({"id": p.node_id})).await;
     assert_eq!(ok(&by_node)["node"]["title"], "Rollout");
 }

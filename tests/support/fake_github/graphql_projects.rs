@@ -1,5 +1,6 @@
 //! `POST /graphql` for Projects v2 (what is faithful to GitHub and what is simplified: the top
-//! of native.rs). Queries: a project by `organization(login:) { projectV2(number:) }` with its
+//! of native.rs). Queries: a project by `organization(login:) { projectV2(number:) }` (or
+//! `repositoryOwner(login:)`) with its
 //! fields and their options (and its items when the query asks for `items(first:, after:)`);
 //! `node(id:)` for an item (`PVTI_`, with its `fieldValues` and `content`), a project (`PVT_`),
 //! a field (`PVTSSF_`, `PVTF_`) or an issue (`I_`, with its `projectItems`); an issue's
@@ -337,23 +338,25 @@ pub(super) fn answer(f: &FakeGithub, h: &HeaderMap, q: &str, vars: &Value) -> Re
     let scope = app::installation_account(h);
     let shut = |org: &str| scope.as_deref().is_some_and(|a| !a.eq_ignore_ascii_case(org));
     let w = f.world.lock().unwrap();
-    let answered = if let Some(args) = args_of(q, "organization") {
+    // `repositoryOwner(login:)` is how clients ask when they do not know user from organisation.
+    let owner_field = if args_of(q, "organization").is_some() { "organization" } else { "repositoryOwner" };
+    let answered = if let Some(args) = args_of(q, owner_field) {
         let login = string_arg(Some(args), vars, "login");
         let number = args_of(q, "projectV2").and_then(|a| arg(a, vars, "number")).and_then(|v| v.as_u64()).unwrap_or(0);
         let known = w.native.projects.iter().any(|p| p.org.eq_ignore_ascii_case(&login))
             || w.native.issue_types.contains_key(&login.to_lowercase())
             || w.issues.keys().any(|(r, _)| org_of(r).eq_ignore_ascii_case(&login));
         if !known {
-            return error_at(json!({ "organization": null }), "NOT_FOUND", &["organization"], &format!("Could not resolve to an Organization with the login of '{login}'."));
+            return error_at(json!({ owner_field: null }), "NOT_FOUND", &[owner_field], &format!("Could not resolve to an Organization with the login of '{login}'."));
         }
         if shut(&login) {
-            return forbidden(json!({ "organization": { "projectV2": null } }), &["organization", "projectV2"]);
+            return forbidden(json!({ owner_field: { "projectV2": null } }), &[owner_field, "projectV2"]);
         }
         match w.project_by_number(&login, number) {
             None => {
-                return error_at(json!({ "organization": { "projectV2": null } }), "NOT_FOUND", &["organization", "projectV2"], &format!("Could not resolve to a ProjectV2 with the number {number}."))
+                return error_at(json!({ owner_field: { "projectV2": null } }), "NOT_FOUND", &[owner_field, "projectV2"], &format!("Could not resolve to a ProjectV2 with the number {number}."))
             }
-            Some(p) => project_json(&w, &w.native.projects[p], q, vars).map(|v| json!({ "organization": { "projectV2": v } })),
+            Some(p) => project_json(&w, &w.native.projects[p], q, vars).map(|v| json!({ owner_field: { "projectV2": v } })),
         }
     } else if let Some(args) = args_of(q, "node") {
         let id = string_arg(Some(args), vars, "id");
@@ -392,7 +395,7 @@ pub(super) fn answer(f: &FakeGithub, h: &HeaderMap, q: &str, vars: &Value) -> Re
         }
         issue_json(&w, &key, q, vars, scope.as_deref()).map(|v| json!({ "repository": { "issue": v } }))
     } else {
-        return errors("INTERNAL", "the fake GitHub answers only the Projects v2 queries rollgate sends (organization.projectV2, node, repository.issue.projectItems)");
+        return errors("INTERNAL", "the fake GitHub answers only the Projects v2 queries rollgate sends (organization/repositoryOwner.projectV2, node, repository.issue.projectItems)");
     };
     match answered {
         Ok(v) => data(v),

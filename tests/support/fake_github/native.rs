@@ -20,7 +20,8 @@
 //!   single-select field, strings for text and date, null for "no value"); built from the real
 //!   fixtures `projects_v2_item.created.json` and `projects_v2_item.edited.status-change.json`;
 //! - node ids in GitHub's prefixes: `PVT_` project, `PVTSSF_` single-select field, `PVTF_`
-//!   other fields, `PVTI_` item, `PVTFSV_` field value, `DI_` draft issue, `I_` issue;
+//!   other fields, `PVTI_` item, `PVTFSV_` single-select value, `DI_` draft issue, `I_` issue
+//!   (the date and text values' prefixes, `PVTFDV_` / `PVTFTV_`, are the fake's guess);
 //! - a project always has the built-in Title field (`dataType: TITLE`), and every item a Title
 //!   value, as on GitHub; a field set to the value it has already states nothing.
 //!
