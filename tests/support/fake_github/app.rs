@@ -20,6 +20,9 @@ pub const APP_ID: u64 = 4242;
 pub const APP_SLUG: &str = "rollgate-test";
 pub const APP_BOT_LOGIN: &str = "rollgate-test[bot]";
 const ACTOR_HEADER: &str = "x-fake-actor";
+/// The account an installation token is scoped to, for the checks that cannot be made on the
+/// path (GraphQL: graphql_projects.rs).
+const ACCOUNT_HEADER: &str = "x-fake-installation-account";
 
 /// The test-only key pair the fake App was registered with (tests/fixtures/github-app).
 pub fn app_key_path(name: &str) -> std::path::PathBuf {
@@ -115,6 +118,11 @@ pub(super) fn app_routes() -> Router<Shared> {
 }
 
 /// Who a write is made by: the App's bot with an installation token, else the token's user.
+/// The account the caller's installation token is scoped to; `None` for rollgate's token.
+pub(super) fn installation_account(h: &HeaderMap) -> Option<String> {
+    h.get(ACCOUNT_HEADER).and_then(|v| v.to_str().ok()).map(String::from)
+}
+
 pub(super) fn acting_login(h: &HeaderMap) -> String {
     h.get(ACTOR_HEADER).and_then(|v| v.to_str().ok()).unwrap_or(BOT_LOGIN).to_string()
 }
@@ -222,11 +230,12 @@ pub(super) async fn installation_token_auth(
     next: axum::middleware::Next,
 ) -> Response {
     req.headers_mut().remove(ACTOR_HEADER);
+    req.headers_mut().remove(ACCOUNT_HEADER);
     let token = bearer(req.headers()).to_string();
     if !token.starts_with("ghs_") {
         return next.run(req).await;
     }
-    {
+    let account = {
         let mut a = f.app.lock().unwrap();
         let Some((installation, expires_at)) = a.tokens.get(&token).copied() else {
             return unauthorized("Bad credentials");
@@ -244,8 +253,12 @@ pub(super) async fn installation_token_auth(
         if owner.is_some_and(|o| !o.eq_ignore_ascii_case(&account)) {
             return (StatusCode::FORBIDDEN, Json(json!({ "message": "Resource not accessible by integration" }))).into_response();
         }
-    }
+        account
+    };
     let h = req.headers_mut();
+    if let Ok(v) = account.parse() {
+        h.insert(ACCOUNT_HEADER, v);
+    }
     h.insert("authorization", format!("token {TOKEN}").parse().unwrap());
     h.insert(ACTOR_HEADER, APP_BOT_LOGIN.parse().unwrap());
     next.run(req).await

@@ -4,7 +4,8 @@
 //! `data`, or with an `errors` array (a query the fake does not know, an unknown repository or
 //! issue); `userContentEdits` newest first, empty for a comment never edited, the original text
 //! as its oldest entry once edited; `diff` holds the revision's whole text; a GitHub App's bot
-//! is `__typename: Bot` with its login without `[bot]`.
+//! is `__typename: Bot` with its login without `[bot]`. Queries and mutations about Projects v2
+//! are answered by graphql_projects.rs.
 
 use super::world::{FakeComment, FakeEdit, World};
 use super::{payloads, FakeGithub};
@@ -17,16 +18,16 @@ use serde_json::{json, Value};
 /// GitHub's largest page (`first: 100`).
 const PAGE: usize = 100;
 
-fn errors(kind: &str, message: &str) -> Response {
+pub(super) fn errors(kind: &str, message: &str) -> Response {
     Json(json!({ "errors": [{ "type": kind, "message": message, "locations": [{ "line": 1, "column": 1 }] }] })).into_response()
 }
 
 /// A connection cursor: opaque to the caller, the position after which the next page starts.
-fn cursor(position: usize) -> String {
+pub(super) fn cursor(position: usize) -> String {
     hex::encode(format!("cursor:v2:{position}"))
 }
 
-fn position_after(after: &Value) -> Option<usize> {
+pub(super) fn position_after(after: &Value) -> Option<usize> {
     match after.as_str() {
         None => Some(0),
         Some(c) => String::from_utf8(hex::decode(c).ok()?).ok()?.strip_prefix("cursor:v2:")?.parse::<usize>().ok().map(|p| p + 1),
@@ -34,7 +35,7 @@ fn position_after(after: &Value) -> Option<usize> {
 }
 
 /// An actor as GraphQL names it: a bot's login has no `[bot]`.
-fn actor(login: &str) -> Value {
+pub(super) fn actor(login: &str) -> Value {
     match login.strip_suffix("[bot]") {
         Some(slug) => json!({ "__typename": "Bot", "login": slug }),
         None => json!({ "__typename": "User", "login": login }),
@@ -89,10 +90,14 @@ pub(super) async fn graphql(State(f): State<FakeGithub>, h: HeaderMap, Json(req)
     }
     let query = req["query"].as_str().unwrap_or("");
     let vars = &req["variables"];
-    let w = f.world.lock().unwrap();
-    if w.no_graphql {
+    if f.world.lock().unwrap().no_graphql {
         return super::rest::not_found();
     }
+    // Projects v2 (graphql_projects.rs); everything else is backfill's comment queries.
+    if super::graphql_projects::wants(query) {
+        return super::graphql_projects::answer(&f, &h, query, vars);
+    }
+    let w = f.world.lock().unwrap();
     if query.contains("node(id:") && query.contains("userContentEdits") {
         return one_comments_edits(&w, vars);
     }

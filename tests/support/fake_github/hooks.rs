@@ -26,8 +26,12 @@ pub struct Delivery {
     pub id: String,
     pub event: String,
     pub action: String,
+    /// The issue's repository and number; empty and 0 for an organisation delivery
+    /// (`projects_v2_item`), which names neither.
     pub repo: String,
     pub number: u64,
+    /// The organisation of an organisation delivery (`projects_v2_item`).
+    pub org: Option<String>,
     pub sender: String,
     /// The label that changed (`labeled`, `unlabeled`).
     pub label: Option<String>,
@@ -137,16 +141,14 @@ impl FakeGithub {
                 let gone = payloads::label(w, &key.0, l);
                 built.payload["issue"]["labels"].as_array_mut().unwrap().push(gone);
             }
-            let body = serde_json::to_vec(&built.payload).unwrap();
-            let mut h = self.hooks.state.lock().unwrap();
-            let seq = h.log.len();
-            h.log.push(Delivery {
-                seq,
-                id: guid(),
+            self.push(Delivery {
+                seq: 0,
+                id: String::new(),
                 event: built.event.into(),
                 action: built.action.into(),
                 repo: key.0.clone(),
                 number: key.1,
+                org: None,
                 sender: actor.login.clone(),
                 label: built.label,
                 comment: built.comment,
@@ -157,13 +159,55 @@ impl FakeGithub {
                 redelivery: false,
                 delay: None,
             });
-            h.bodies.push(Arc::new(body));
-            match h.held.as_mut() {
-                Some(held) => held.push(seq),
-                None => h.queue.push_back(seq),
-            }
         }
         self.hooks.wake.notify_one();
+    }
+
+    /// Queues an organisation webhook's delivery (`projects_v2_item`: no repository, no issue),
+    /// built now by the caller; `installation` is set when the App is installed on `org`.
+    pub(super) fn emit_org(&self, org: &str, event: &'static str, action: &'static str, actor: &Actor, mut payload: Value) {
+        if self.hooks.state.lock().unwrap().target.is_none() {
+            return;
+        }
+        let installation = self.installation_for(org);
+        match installation {
+            Some(id) => payload["installation"] = serde_json::json!({ "id": id, "node_id": format!("MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9u{id}") }),
+            None => drop(payload.as_object_mut().map(|o| o.remove("installation"))),
+        }
+        self.push(Delivery {
+            seq: 0,
+            id: String::new(),
+            event: event.into(),
+            action: action.into(),
+            repo: String::new(),
+            number: 0,
+            org: Some(org.to_string()),
+            sender: actor.login.clone(),
+            label: None,
+            comment: None,
+            installation,
+            payload,
+            status: None,
+            error: None,
+            redelivery: false,
+            delay: None,
+        });
+        self.hooks.wake.notify_one();
+    }
+
+    /// Logs `d` (its `seq` and `id` given here) with its body, and queues or holds it.
+    fn push(&self, mut d: Delivery) {
+        let body = serde_json::to_vec(&d.payload).unwrap();
+        let mut h = self.hooks.state.lock().unwrap();
+        d.seq = h.log.len();
+        d.id = guid();
+        let seq = d.seq;
+        h.log.push(d);
+        h.bodies.push(Arc::new(body));
+        match h.held.as_mut() {
+            Some(held) => held.push(seq),
+            None => h.queue.push_back(seq),
+        }
     }
 
     /// Every delivery so far, in the order made (redeliveries included).
@@ -304,9 +348,10 @@ async fn send_loop(hooks: Arc<Hooks>) {
 
 async fn send(hooks: &Hooks, http: &reqwest::Client, job: Job) {
     let d = &job.delivery;
-    let (target_type, target_id) = match d.installation {
-        Some(_) => ("integration", super::app::APP_ID),
-        None => ("repository", payloads::repository_id(&d.repo)),
+    let (target_type, target_id) = match (d.installation, &d.org) {
+        (Some(_), _) => ("integration", super::app::APP_ID),
+        (None, Some(org)) => ("organization", super::native::org_id(org)),
+        (None, None) => ("repository", payloads::repository_id(&d.repo)),
     };
     let answer = http
         .post(&job.target.url)

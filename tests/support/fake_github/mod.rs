@@ -6,14 +6,18 @@
 //! By concern: world.rs (what it holds, and every change, the issue timeline and comment edit
 //! histories included), rest.rs (the routes), graphql.rs (`POST /graphql` for backfill's
 //! comment histories), payloads.rs (GitHub's JSON, from the real fixtures), hooks.rs (deliveries and their timing),
-//! people.rs (test people), faults.rs and listener.rs (failures), app.rs (GitHub App auth).
+//! people.rs (test people), faults.rs and listener.rs (failures), app.rs (GitHub App auth),
+//! native.rs and graphql_projects.rs (issue types and Projects v2: what is faithful and what is
+//! simplified is at the top of native.rs).
 //! Set-up helpers here (`seed`, `set_labels`, `close`, ...) change the world silently.
 
 mod app;
 mod faults;
 mod graphql;
 mod hooks;
+mod graphql_projects;
 mod listener;
+mod native;
 mod payloads;
 mod people;
 mod rest;
@@ -28,6 +32,8 @@ pub use faults::{Chaos, Fault, FaultKind};
 pub use hooks::{signature, Delivery, Order};
 #[allow(unused_imports)]
 pub use people::{Person, SwapOrder};
+#[allow(unused_imports)]
+pub use native::{FieldDef, IssueType, NativeCall, ProjectRef};
 #[allow(unused_imports)]
 pub use world::{FakeComment, FakeEdit, FakeIssue};
 

@@ -29,6 +29,8 @@ fn fixtures() -> &'static BTreeMap<&'static str, Value> {
             "issue_comment.created.with-installation.json",
             "issue_comment.edited.json",
             "issue_comment.edited.github-app.json",
+            "projects_v2_item.created.json",
+            "projects_v2_item.edited.status-change.json",
         ]
         .into_iter()
         .map(|name| (name, serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()))
@@ -36,7 +38,7 @@ fn fixtures() -> &'static BTreeMap<&'static str, Value> {
     })
 }
 
-fn template(name: &str) -> Value {
+pub(super) fn template(name: &str) -> Value {
     fixtures()[name].clone()
 }
 
@@ -99,6 +101,11 @@ pub fn label(w: &World, repo: &str, name: &str) -> Value {
     })
 }
 
+/// The issue's node id (`I_…`), as GraphQL and `projects_v2_item.content_node_id` give it.
+pub fn issue_node_id(repo: &str, n: u64) -> String {
+    format!("I_kwDO{:X}", stable_id(&format!("issue:{repo}#{n}")))
+}
+
 /// The issue as GitHub shows it now, in the shape of `template`'s issue.
 fn issue_in(mut t: Value, w: &World, key: &Key, i: &FakeIssue) -> Value {
     let (repo, n) = (key.0.as_str(), key.1);
@@ -120,7 +127,7 @@ fn issue_in(mut t: Value, w: &World, key: &Key, i: &FakeIssue) -> Value {
     set(o, "events_url", json!(format!("{API}/repos/{repo}/issues/{n}/events")));
     set(o, "html_url", json!(format!("{WEB}/{repo}/issues/{n}")));
     set(o, "id", json!(id));
-    set(o, "node_id", json!(format!("I_kwDO{id:X}")));
+    set(o, "node_id", json!(issue_node_id(repo, n)));
     set(o, "number", json!(n));
     set(o, "title", json!(i.title));
     set(o, "body", if i.body.is_empty() { Value::Null } else { json!(i.body) });
@@ -136,6 +143,8 @@ fn issue_in(mut t: Value, w: &World, key: &Key, i: &FakeIssue) -> Value {
     set(o, "created_at", json!(time(i.created_at)));
     set(o, "updated_at", json!(time(i.updated_at)));
     set(o, "closed_at", json!(i.closed_at.map(time)));
+    // The organisation issue type (native.rs); GitHub's REST and webhook issues carry `type`.
+    set(o, "type", i.issue_type.as_ref().map_or(Value::Null, super::native::issue_type_json));
     t
 }
 
@@ -218,6 +227,10 @@ pub fn delivery(w: &World, key: &Key, stated: &Stated, sender: &Actor, installat
         Stated::CommentDeleted(_) => {
             ("issue_comment", "deleted", if app { "issue_comment.created.with-installation.json" } else { "issue_comment.created.json" })
         }
+        // No recorded typed/untyped delivery was found: an issues delivery of the same kind is
+        // the template, with the top-level `type` of GitHub's webhook schema in place of `label`.
+        Stated::Typed(_) => ("issues", "typed", if app { "issues.labeled.github-app.json" } else { "issues.labeled.json" }),
+        Stated::Untyped(_) => ("issues", "untyped", if app { "issues.labeled.github-app.json" } else { "issues.labeled.json" }),
     };
     let mut p = template(name);
     let i = &w.issues[key];
@@ -260,6 +273,12 @@ pub fn delivery(w: &World, key: &Key, stated: &Stated, sender: &Actor, installat
         Stated::CommentDeleted(c) => {
             p["comment"] = comment_in(p["comment"].take(), key, c);
             built.comment = Some(c.id);
+        }
+        Stated::Typed(t) | Stated::Untyped(t) => {
+            if let Some(o) = p.as_object_mut() {
+                o.remove("label");
+            }
+            p["type"] = super::native::issue_type_json(t);
         }
         Stated::Opened | Stated::Closed | Stated::Reopened => {}
     }

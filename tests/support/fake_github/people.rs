@@ -17,8 +17,8 @@ pub enum SwapOrder {
 
 #[derive(Clone)]
 pub struct Person {
-    fake: FakeGithub,
-    actor: Actor,
+    pub(super) fake: FakeGithub,
+    pub(super) actor: Actor,
 }
 
 impl FakeGithub {

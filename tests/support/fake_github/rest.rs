@@ -29,6 +29,7 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/repos/{o}/{r}/labels", get(list_repo_labels).post(create_repo_label))
         .route("/repos/{o}/{r}/labels/{name}", axum::routing::patch(update_repo_label))
         .route("/graphql", post(super::graphql::graphql))
+        .route("/orgs/{org}/issue-types", get(super::native::list_issue_types))
 }
 
 pub(super) fn not_found() -> Response {
@@ -39,6 +40,7 @@ fn refused(r: Missing) -> Response {
     match r {
         Missing::Label => (StatusCode::NOT_FOUND, Json(json!({"message": "Label does not exist"}))).into_response(),
         Missing::Issue | Missing::Comment => not_found(),
+        Missing::IssueType(name) => super::native::unknown_type(&name),
     }
 }
 
@@ -82,6 +84,14 @@ async fn update_issue(State(f): State<Shared>, h: HeaderMap, Path((o, r, n)): Pa
     let key = (format!("{o}/{r}"), n);
     f.write(&key, format!("PATCH issue {}#{n}", key.0));
     let mut w = f.world.lock().unwrap();
+    if !w.issues.contains_key(&key) {
+        return not_found();
+    }
+    // The whole request is checked before anything of it is applied: an unknown type is a 422.
+    let wanted_type = match wanted_type(&mut w, &h, &key, &body) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
     let applied = (|| -> Result<Vec<super::world::Stated>, Missing> {
         let mut stated = w.edit(&key, body["title"].as_str(), body["body"].as_str())?;
         if let Some(state) = body["state"].as_str() {
@@ -89,6 +99,9 @@ async fn update_issue(State(f): State<Shared>, h: HeaderMap, Path((o, r, n)): Pa
         }
         if body.get("labels").is_some_and(Value::is_array) {
             stated.extend(w.set_labels(&key, &names(&body["labels"]))?);
+        }
+        if let Some(t) = wanted_type {
+            stated.extend(w.set_issue_type(&key, t)?);
         }
         Ok(stated)
     })();
@@ -101,14 +114,41 @@ async fn update_issue(State(f): State<Shared>, h: HeaderMap, Path((o, r, n)): Pa
     }
 }
 
+/// The `type` a PATCH or POST asks for: `None` when it names none, `Some(None)` to clear;
+/// logged in the native call log; an unknown or disabled name is GitHub's 422.
+fn wanted_type(w: &mut World, h: &HeaderMap, key: &Key, body: &Value) -> Result<Option<Option<super::native::IssueType>>, Response> {
+    let Some(asked) = body.get("type") else { return Ok(None) };
+    let name = asked.as_str().map(String::from);
+    let resolved = match &name {
+        None if asked.is_null() => Ok(None),
+        None => Err(Missing::IssueType(asked.to_string())),
+        Some(n) => w.resolve_type(&key.0, n).map(Some),
+    };
+    let target = if key.1 == 0 { format!("new issue in {}", key.0) } else { format!("{}#{}", key.0, key.1) };
+    w.native.calls.push(super::native::NativeCall {
+        by: caller(h).login,
+        call: if key.1 == 0 { "POST issue type".into() } else { "PATCH issue type".into() },
+        detail: format!("{target} {}", name.as_deref().unwrap_or("(none)")),
+        refused: resolved.as_ref().err().map(|e| format!("{e:?}")),
+    });
+    resolved.map(Some).map_err(refused)
+}
+
 async fn create_issue(State(f): State<Shared>, h: HeaderMap, Path((o, r)): Path<(String, String)>, Json(body): Json<Value>) -> Response {
     enter!(f, h);
     let repo = format!("{o}/{r}");
     f.write_untied(format!("POST issue {repo}"));
     let actor = caller(&h);
     let mut w = f.world.lock().unwrap();
-    let (n, stated) = w.create_issue(&repo, body["title"].as_str().unwrap_or(""), body["body"].as_str().unwrap_or(""), &names(&body["labels"]), &actor.login);
+    let wanted_type = match wanted_type(&mut w, &h, &(repo.clone(), 0), &body) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let (n, mut stated) = w.create_issue(&repo, body["title"].as_str().unwrap_or(""), body["body"].as_str().unwrap_or(""), &names(&body["labels"]), &actor.login);
     let key = (repo, n);
+    if let Some(t) = wanted_type {
+        stated.extend(w.set_issue_type(&key, t).expect("the issue was just made"));
+    }
     *w.writes_per_issue.entry(key.clone()).or_default() += 1;
     f.emit(&mut w, &key, &actor, &stated);
     let out = payloads::issue(&w, &key, &w.issues[&key]);

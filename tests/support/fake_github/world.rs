@@ -32,6 +32,8 @@ pub struct FakeIssue {
     pub updated_at: DateTime<Utc>,
     /// Set by a close; GitHub keeps the last one on a reopened issue (see issues.reopened.json).
     pub closed_at: Option<DateTime<Utc>>,
+    /// The organisation issue type it has (`type` in its JSON), native.rs.
+    pub issue_type: Option<super::native::IssueType>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -96,6 +98,10 @@ pub enum Stated {
     CommentEdited { id: u64, from: String },
     /// The comment as it was: it is gone from the issue by the time the payload is built.
     CommentDeleted(FakeComment),
+    /// `issues.typed`: the issue got this type (set, or changed from another one).
+    Typed(super::native::IssueType),
+    /// `issues.untyped`: the issue's type was cleared; this is the one it had.
+    Untyped(super::native::IssueType),
 }
 
 /// What a refused change lacked (the REST layer maps it to GitHub's answer).
@@ -105,6 +111,8 @@ pub enum Missing {
     Comment,
     /// DELETE of a label the issue does not carry: 404 "Label does not exist".
     Label,
+    /// A `type` the issue's organisation does not have (or has disabled): 422.
+    IssueType(String),
 }
 
 /// The world's time. GitHub's timestamps have one-second resolution, so `now` is truncated.
@@ -164,6 +172,8 @@ pub struct World {
     pub clock: Clock,
     /// The last timeline event's id (GET .../events `id`).
     pub next_event: u64,
+    /// Issue types and Projects v2 (native.rs).
+    pub native: super::native::Native,
 }
 
 impl World {
