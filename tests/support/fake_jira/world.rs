@@ -52,7 +52,10 @@ pub(super) struct Clock {
 
 impl Clock {
     pub(super) fn tick(&mut self) -> DateTime<Utc> {
+        // Jira's times have millisecond resolution: two changes within one millisecond must
+        // still be one apart, so the comparison is made on what Jira would show.
         let mut t = self.fixed.unwrap_or_else(Utc::now);
+        t -= chrono::Duration::nanoseconds(i64::from(t.timestamp_subsec_nanos() % 1_000_000));
         if let Some(last) = self.last.filter(|l| t <= *l) {
             t = last + chrono::Duration::milliseconds(1);
         }
