@@ -38,25 +38,7 @@ pub fn check(dir: &Path) -> anyhow::Result<String> {
 pub fn test(dir: &Path) -> anyhow::Result<(String, bool)> {
     let set = PolicySet::load(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let outcomes = fixtures::run_dir(&set, dir)?;
-    Ok(report(&outcomes))
-}
-
-pub fn report(outcomes: &[Outcome]) -> (String, bool) {
-    let mut out = String::new();
-    let failed = outcomes.iter().filter(|o| !o.failures.is_empty()).count();
-    for o in outcomes {
-        let file = o.file.file_name().unwrap_or_default().to_string_lossy();
-        if o.failures.is_empty() {
-            let _ = writeln!(out, "PASS {file}: {}", o.name);
-        } else {
-            let _ = writeln!(out, "FAIL {file}: {}", o.name);
-            for f in &o.failures {
-                let _ = writeln!(out, "    {f}");
-            }
-        }
-    }
-    let _ = writeln!(out, "{} passed, {} failed", outcomes.len() - failed, failed);
-    (out, failed == 0)
+    Ok(fixtures::report(&outcomes))
 }
 
 /// The decision and the effects a real payload would get, as JSON. Reads the stored

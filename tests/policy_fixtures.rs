@@ -15,7 +15,7 @@ fn pack() -> PathBuf {
 fn every_shipped_fixture_passes() {
     let set = PolicySet::load(&pack()).unwrap();
     let outcomes = rollgate::policy::fixtures::run_dir(&set, &pack()).unwrap();
-    let (report, ok) = rollgate::tools::report(&outcomes);
+    let (report, ok) = rollgate::policy::fixtures::report(&outcomes);
     assert!(ok, "{report}");
     // Every playbook rule R1-R15 has at least one fixture.
     for n in 1..=15 {

@@ -13,9 +13,8 @@ use super::{PolicyConfig, PolicyRoles, PolicySet};
 use crate::clock::Calendar;
 use crate::decide::facts::Me;
 use crate::decide::Inputs;
-use crate::model::{Actor, CommentId, CommentRef, DeliveryId, Event, IssueKey, IssueSnapshot, StatedChange};
+use crate::model::{Actor, BotComment, CommentId, CommentRef, DeliveryId, Event, HistoryEntry, IssueKey, IssueSnapshot, Source, StatedChange};
 use crate::plan::{self, Effect};
-use crate::model::{BotComment, HistoryEntry, Source};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -463,4 +462,24 @@ fn set_diff(what: &str, want: &BTreeSet<String>, got: &BTreeSet<String>) -> Stri
 
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("      | {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// The fixtures' results as `rollgate test` prints them (PASS/FAIL per fixture, then the
+/// counts), and whether all passed; a refused reload quotes the same text.
+pub fn report(outcomes: &[Outcome]) -> (String, bool) {
+    let mut out = String::new();
+    let failed = outcomes.iter().filter(|o| !o.failures.is_empty()).count();
+    for o in outcomes {
+        let file = o.file.file_name().unwrap_or_default().to_string_lossy();
+        if o.failures.is_empty() {
+            let _ = writeln!(out, "PASS {file}: {}", o.name);
+        } else {
+            let _ = writeln!(out, "FAIL {file}: {}", o.name);
+            for f in &o.failures {
+                let _ = writeln!(out, "    {f}");
+            }
+        }
+    }
+    let _ = writeln!(out, "{} passed, {} failed", outcomes.len() - failed, failed);
+    (out, failed == 0)
 }

@@ -108,7 +108,7 @@ fn candidate(dir: &Path) -> Result<Arc<PolicySet>, String> {
     let outcomes = fixtures::run_dir(&set, dir).map_err(|e| format!("reading fixtures: {e}"))?;
     let failed: Vec<_> = outcomes.iter().filter(|o| !o.failures.is_empty()).collect();
     if !failed.is_empty() {
-        let (report, _) = crate::tools::report(&outcomes);
+        let (report, _) = crate::policy::fixtures::report(&outcomes);
         let fails: Vec<&str> = report.lines().filter(|l| !l.starts_with("PASS")).collect();
         return Err(format!("{} fixture(s) fail:\n{}", failed.len(), fails.join("\n")));
     }
