@@ -3,7 +3,7 @@
 
 use crate::ingest::{github, Parsed};
 use crate::model::DeliveryId;
-use crate::policy::fixtures::{self, Outcome};
+use crate::policy::fixtures;
 use crate::policy::{PolicyConfig, PolicySet};
 use crate::decide::facts::Me;
 use crate::decide::{decide, Inputs};
