@@ -172,7 +172,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
     };
     let queue = tokio::spawn(queue.run(shutdown_rx.clone()));
     tokio::spawn(reloader.clone().watch(shutdown_rx.clone()));
-    let jobs = Arc::new(crate::clock::jobs::Jobs {
+    let jobs = Arc::new(crate::schedule::jobs::Jobs {
         store: store.clone(),
         calendar: calendar.clone(),
         policies: settings.policies.clone(),
@@ -180,7 +180,7 @@ pub async fn start_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
         trackers: trackers.clone(),
         last_refresh: Default::default(),
     });
-    tokio::spawn(crate::clock::sweep::run(store.clone(), clock.clone(), wake.clone(), jobs, shutdown_rx.clone()));
+    tokio::spawn(crate::schedule::sweep::run(store.clone(), clock.clone(), wake.clone(), jobs, shutdown_rx.clone()));
     spawn_sighup_reload(reloader.clone(), shutdown_rx.clone());
     tokio::spawn(share_budgets(store.clone(), clock.clone(), trackers.clone(), shutdown_rx.clone()));
 

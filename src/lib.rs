@@ -18,6 +18,7 @@ pub mod process;
 pub mod queue;
 pub mod report;
 pub mod roles;
+pub mod schedule;
 pub mod store;
 pub mod tools;
 pub mod tracker;

@@ -124,13 +124,14 @@ fn guess_event(body: &[u8]) -> anyhow::Result<String> {
 /// `dry_run`, only shows what the due timers and jobs would do and changes nothing. Returns
 /// the report and whether every job succeeded.
 pub async fn sweep(settings: &crate::config::Settings, at: chrono::DateTime<chrono::Utc>, dry_run: bool, jobs: bool) -> anyhow::Result<(String, bool)> {
-    use crate::clock::{sweep, FixedClock};
+    use crate::clock::FixedClock;
+    use crate::schedule::sweep;
     let store = crate::store::open(&settings.database_url).await?;
     let set = PolicySet::load(&settings.policies).map_err(|e| anyhow::anyhow!("{e}"))?;
     let config = crate::app::policy_config(settings)?;
     // A dry run reads the store only: no tracker is reached.
     let trackers = if dry_run { Default::default() } else { crate::app::build_trackers(settings).await?.0 };
-    let periodic = jobs.then(|| crate::clock::jobs::Jobs {
+    let periodic = jobs.then(|| crate::schedule::jobs::Jobs {
         store: store.clone(),
         calendar: config.calendar.clone(),
         policies: settings.policies.clone(),

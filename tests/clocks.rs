@@ -4,7 +4,8 @@
 mod support;
 
 use chrono::{DateTime, Utc};
-use rollgate::clock::{sweep, FixedClock};
+use rollgate::clock::FixedClock;
+use rollgate::schedule::sweep;
 use serde_json::json;
 use std::sync::Arc;
 use support::{issue_event, Harness, REPO};

@@ -4,7 +4,7 @@
 mod support;
 
 use chrono::{DateTime, Utc};
-use rollgate::clock::jobs::Jobs;
+use rollgate::schedule::jobs::Jobs;
 use rollgate::clock::FixedClock;
 use rollgate::config::Secret;
 use rollgate::process::Trackers;

@@ -1,4 +1,6 @@
-//! Time is injected: every rule and every schedule reads `Clock::now`, so tests can move it.
+//! Time, and nothing that runs on it: the injected clock (every rule and every schedule reads
+//! `Clock::now`, so tests can move it) and the business calendar. What runs at a time —
+//! timers swept into the inbox, the periodic jobs — is `schedule`.
 
 use chrono::{DateTime, Utc};
 
@@ -17,8 +19,6 @@ impl Clock for SystemClock {
 
 pub mod calendar;
 pub use calendar::Calendar;
-pub mod jobs;
-pub mod sweep;
 
 /// A clock an operator or a test sets: `rollgate sweep --at`, and tests that walk a week.
 #[derive(Debug)]

@@ -2,7 +2,7 @@
 //! Everything goes through the store, so a restart, a week of downtime or a second replica
 //! neither skips nor repeats anything.
 
-use super::Clock;
+use crate::clock::Clock;
 use crate::model::{Actor, DeliveryId, Event};
 use crate::store::{Store, Timer};
 use chrono::{DateTime, Utc};

@@ -3,7 +3,7 @@
 //! Monday and the Tuesday agenda from Tuesday morning. A weekly issue is created once and then
 //! edited in place while its week runs.
 
-use super::Calendar;
+use crate::clock::Calendar;
 use crate::plan::body_hash;
 use crate::process::Trackers;
 use crate::report::{self, weekly, Month};
