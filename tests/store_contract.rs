@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use rollgate::ingest::{github, Parsed};
 use rollgate::model::{DeliveryId, Event};
 use rollgate::store::{self, Completion, Inserted, Store, Timer};
-use rollgate::model::AuditRecord;
+use rollgate::model::{AuditRecord, LedgerKey, Purpose};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
@@ -133,7 +133,8 @@ async fn a_lease_runs_out_and_the_late_owner_is_fenced(kind: &str) {
     let mine = a.claim(now, 10, LEASE).await.unwrap();
     assert_eq!(mine.len(), 1);
     assert!(b.claim(now + Duration::seconds(29), 10, LEASE).await.unwrap().is_empty(), "{kind}: a live lease is exclusive");
-    a.ledger_add(mine[0].id, "add_labels", "h1", None, now).await.unwrap();
+    let entry = LedgerKey { purpose: Purpose::AddLabels, content_hash: "h1".into() };
+    a.ledger_add(mine[0].id, &entry, None, now).await.unwrap();
     // A worker still busy renews its lease; only one that stopped loses it.
     a.renew(&[mine[0].id], now + Duration::seconds(40)).await.unwrap();
     assert!(b.claim(now + Duration::seconds(31), 10, LEASE).await.unwrap().is_empty(), "{kind}: a renewed lease holds");
@@ -143,7 +144,7 @@ async fn a_lease_runs_out_and_the_late_owner_is_fenced(kind: &str) {
     assert_eq!(theirs[0].id, mine[0].id);
     // The new owner sees what the old one applied, so it does not apply it again.
     let ledger = b.ledger(theirs[0].id).await.unwrap();
-    assert!(ledger.contains_key(&("add_labels".to_string(), "h1".to_string())), "{kind}: {ledger:?}");
+    assert!(ledger.contains_key(&entry), "{kind}: {ledger:?}");
     let late = a.complete(completion(mine[0].id, &e, later)).await;
     assert!(late.is_err(), "{kind}: the old owner's completion must be refused");
     b.complete(completion(theirs[0].id, &e, later)).await.unwrap();

@@ -5,7 +5,7 @@ mod ids;
 mod records;
 
 pub use ids::{is_github_repo, BadIssueKey, CommentId, DeliveryId, IssueKey, PolicyVersion, TrackerKind};
-pub use records::{AuditRecord, BotComment, HistoryEntry, IssueState, Source};
+pub use records::{AuditRecord, BotComment, HistoryEntry, IssueState, LedgerKey, Purpose, Source};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

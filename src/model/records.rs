@@ -91,3 +91,65 @@ pub struct AuditRecord {
     pub processed_at: DateTime<Utc>,
 }
 
+
+/// What the effect ledger remembers an applied effect by: what the call was for and a hash of
+/// what it carried. A retry of the same event finds it and skips the call, so no effect is
+/// applied twice; a different effect of the same kind has another hash.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LedgerKey {
+    pub purpose: Purpose,
+    pub content_hash: String,
+}
+
+/// The kind of tracker call a ledger entry stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    AddLabels,
+    RemoveLabel,
+    SetOpen,
+    /// The bot comment with this tag (created or edited).
+    Comment(String),
+    /// A tracker that holds fields natively: every field of the plan in one update.
+    Fields,
+}
+
+impl Purpose {
+    /// The stored spelling (unchanged from when purposes were strings, so ledgers written by
+    /// an older version still match).
+    pub fn stored(&self) -> String {
+        match self {
+            Purpose::AddLabels => "add_labels".into(),
+            Purpose::RemoveLabel => "remove_label".into(),
+            Purpose::SetOpen => "set_open".into(),
+            Purpose::Comment(tag) => format!("comment:{tag}"),
+            Purpose::Fields => "fields".into(),
+        }
+    }
+
+    /// The stored spelling back; `None` for one this version does not write.
+    pub fn parse(s: &str) -> Option<Purpose> {
+        Some(match s {
+            "add_labels" => Purpose::AddLabels,
+            "remove_label" => Purpose::RemoveLabel,
+            "set_open" => Purpose::SetOpen,
+            "fields" => Purpose::Fields,
+            _ => Purpose::Comment(s.strip_prefix("comment:")?.to_string()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Purpose;
+
+    #[test]
+    fn a_purpose_reads_back_as_stored_and_an_unknown_one_matches_nothing() {
+        for p in [Purpose::AddLabels, Purpose::RemoveLabel, Purpose::SetOpen, Purpose::Fields, Purpose::Comment("checklist".into())] {
+            assert_eq!(Purpose::parse(&p.stored()), Some(p.clone()), "{p:?}");
+        }
+        // The spellings ledgers already hold (purposes were strings before).
+        assert_eq!(Purpose::parse("comment:blocked"), Some(Purpose::Comment("blocked".into())));
+        assert_eq!(Purpose::parse("add_labels"), Some(Purpose::AddLabels));
+        assert_eq!(Purpose::parse("set_type"), None);
+    }
+}

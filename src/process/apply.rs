@@ -6,18 +6,46 @@ use crate::decide::Outcome;
 use crate::model::{CommentId, IssueSnapshot};
 use crate::plan::{body_hash, marker, Effect};
 use crate::policy::vocabulary::Vocabulary;
-use crate::model::BotComment;
+use crate::model::{BotComment, LedgerKey, Purpose};
 use crate::tracker::{FieldUpdate, Tracker, TrackerError};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// What became of one effect, as the audit and the `rollgate_effects_total` metric say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EffectResult {
+    /// The tracker took the call.
+    Applied,
+    /// An earlier attempt of the same event applied it (the effect ledger): not called again.
+    AppliedEarlier,
+    /// No tracker: nothing was called.
+    DryRun,
+    /// The bot comment already read as planned: no edit.
+    Unchanged,
+    /// The flap breaker held back at least one of its labels.
+    FlapStopped,
+}
+
+impl EffectResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EffectResult::Applied => "applied",
+            EffectResult::AppliedEarlier => "applied-earlier",
+            EffectResult::DryRun => "dry-run",
+            EffectResult::Unchanged => "unchanged",
+            EffectResult::FlapStopped => "flap-stopped",
+        }
+    }
+}
 
 /// One effect as the audit keeps it.
 #[derive(Debug, Serialize)]
 pub(super) struct AppliedEffect {
     #[serde(flatten)]
     effect: Effect,
-    result: &'static str,
+    result: EffectResult,
     #[serde(skip_serializing_if = "Option::is_none")]
     comment_id: Option<CommentId>,
 }
@@ -61,24 +89,24 @@ impl Processor {
         if let Some(t) = tracker.filter(|t| t.holds_fields()) {
             // Jira: every label effect becomes one field update (and a transition for status).
             let update = field_update(&effects, vocab);
-            let content = body_hash(&format!("{update:?}"));
-            if !update.is_empty() && !ledger.contains_key(&("fields".to_string(), content.clone())) {
+            let entry = LedgerKey { purpose: Purpose::Fields, content_hash: body_hash(&format!("{update:?}")) };
+            if !update.is_empty() && !ledger.contains_key(&entry) {
                 t.update_fields(key, &update).await?;
-                self.store.ledger_add(inbox_id, "fields", &content, None, self.clock.now()).await?;
+                self.store.ledger_add(inbox_id, &entry, None, self.clock.now()).await?;
             }
         }
         for effect in effects {
             let Some(tracker) = tracker else {
-                applied.push(AppliedEffect { effect, result: "dry-run", comment_id: None });
+                applied.push(AppliedEffect { effect, result: EffectResult::DryRun, comment_id: None });
                 continue;
             };
-            let (purpose, content) = ledger_key(&effect);
-            let (result, comment_id, held_back) = match ledger.get(&(purpose.clone(), content.clone())) {
-                Some(done) => ("applied-earlier", done.as_deref().and_then(|id| id.parse().ok()).map(CommentId), Vec::new()),
+            let entry = ledger_key(&effect);
+            let (result, comment_id, held_back) = match ledger.get(&entry) {
+                Some(done) => (EffectResult::AppliedEarlier, done.as_deref().and_then(|id| id.parse().ok()).map(CommentId), Vec::new()),
                 None => {
                     let done = apply(tracker.as_ref(), &outcome.view, &effect, me).await?;
                     let id = done.comment_id.map(|c| c.0.to_string());
-                    self.store.ledger_add(inbox_id, &purpose, &content, id.as_deref(), self.clock.now()).await?;
+                    self.store.ledger_add(inbox_id, &entry, id.as_deref(), self.clock.now()).await?;
                     (done.result, done.comment_id, done.held_back)
                 }
             };
@@ -110,7 +138,7 @@ impl Processor {
                 Effect::UpsertComment { .. } => "comment",
                 Effect::SetOpen { .. } => "set_open",
             };
-            crate::metrics::METRICS.inc("rollgate_effects_total", &[("kind", kind), ("result", result)]);
+            crate::metrics::METRICS.inc("rollgate_effects_total", &[("kind", kind), ("result", result.as_str())]);
             applied.push(AppliedEffect { effect, result, comment_id });
         }
         Ok(Applied { effects: applied, labels, open, comments, ms: started.elapsed().as_millis() as u64 })
@@ -147,20 +175,20 @@ pub fn field_update(effects: &[Effect], vocab: &Vocabulary) -> FieldUpdate {
 }
 
 /// The effect ledger's key for an effect: its purpose and a hash of its content.
-pub fn ledger_key(effect: &Effect) -> (String, String) {
+pub fn ledger_key(effect: &Effect) -> LedgerKey {
     let purpose = match effect {
-        Effect::AddLabels { .. } => "add_labels".to_string(),
-        Effect::RemoveLabel { .. } => "remove_label".to_string(),
-        Effect::SetOpen { .. } => "set_open".to_string(),
-        Effect::UpsertComment { tag, .. } => format!("comment:{tag}"),
+        Effect::AddLabels { .. } => Purpose::AddLabels,
+        Effect::RemoveLabel { .. } => Purpose::RemoveLabel,
+        Effect::SetOpen { .. } => Purpose::SetOpen,
+        Effect::UpsertComment { tag, .. } => Purpose::Comment(tag.clone()),
     };
     let content = serde_json::to_string(effect).unwrap_or_default();
-    (purpose, crate::plan::body_hash(&content))
+    LedgerKey { purpose, content_hash: crate::plan::body_hash(&content) }
 }
 
 /// What one effect did on the tracker.
 pub struct Done {
-    pub result: &'static str,
+    pub result: EffectResult,
     /// The comment an upsert wrote or found.
     pub comment_id: Option<CommentId>,
     /// Labels the flap breaker held back: the tracker was not changed for them.
@@ -168,7 +196,7 @@ pub struct Done {
 }
 
 impl Done {
-    fn new(result: &'static str, comment_id: Option<CommentId>) -> Done {
+    fn new(result: EffectResult, comment_id: Option<CommentId>) -> Done {
         Done { result, comment_id, held_back: Vec::new() }
     }
 }
@@ -178,7 +206,7 @@ impl Done {
 /// retried event is not counted as another flip.
 async fn label_change(issue: &IssueSnapshot, call: impl std::future::Future<Output = Result<(), TrackerError>>) -> Result<Done, TrackerError> {
     let (result, stopped) = crate::tracker::guard::watching_flaps(issue.updated_at.timestamp_millis(), call).await;
-    result.map(|()| Done { result: if stopped.is_empty() { "applied" } else { "flap-stopped" }, comment_id: None, held_back: stopped })
+    result.map(|()| Done { result: if stopped.is_empty() { EffectResult::Applied } else { EffectResult::FlapStopped }, comment_id: None, held_back: stopped })
 }
 
 /// Applies one effect: what happened, the comment's id for comments, and what was held back.
@@ -186,14 +214,14 @@ pub async fn apply(tracker: &dyn Tracker, issue: &IssueSnapshot, effect: &Effect
     let key = &issue.key;
     match effect {
         // Applied as one field update before (`field_update`).
-        Effect::AddLabels { .. } | Effect::RemoveLabel { .. } if tracker.holds_fields() => Ok(Done::new("applied", None)),
+        Effect::AddLabels { .. } | Effect::RemoveLabel { .. } if tracker.holds_fields() => Ok(Done::new(EffectResult::Applied, None)),
         Effect::AddLabels { labels } => label_change(issue, tracker.add_labels(key, labels)).await,
         Effect::RemoveLabel { label } => label_change(issue, tracker.remove_label(key, label)).await,
-        Effect::SetOpen { open } => tracker.set_open(key, *open, None).await.map(|_| Done::new("applied", None)),
+        Effect::SetOpen { open } => tracker.set_open(key, *open, None).await.map(|_| Done::new(EffectResult::Applied, None)),
         Effect::UpsertComment { tag, body, known } => {
             if let Some(id) = known {
                 match tracker.update_comment(key, *id, body).await {
-                    Ok(()) => return Ok(Done::new("applied", Some(*id))),
+                    Ok(()) => return Ok(Done::new(EffectResult::Applied, Some(*id))),
                     // Someone deleted the bot's comment: post it again below.
                     Err(TrackerError::NotFound) => {}
                     Err(e) => return Err(e),
@@ -206,9 +234,9 @@ pub async fn apply(tracker: &dyn Tracker, issue: &IssueSnapshot, effect: &Effect
             let existing =
                 tracker.list_comments(key).await?.into_iter().find(|c| me.is(&c.author) && c.body.starts_with(&wanted));
             match existing {
-                Some(c) if c.body == *body => Ok(Done::new("unchanged", Some(c.id))),
-                Some(c) => tracker.update_comment(key, c.id, body).await.map(|_| Done::new("applied", Some(c.id))),
-                None => tracker.create_comment(key, body).await.map(|id| Done::new("applied", Some(id))),
+                Some(c) if c.body == *body => Ok(Done::new(EffectResult::Unchanged, Some(c.id))),
+                Some(c) => tracker.update_comment(key, c.id, body).await.map(|_| Done::new(EffectResult::Applied, Some(c.id))),
+                None => tracker.create_comment(key, body).await.map(|id| Done::new(EffectResult::Applied, Some(id))),
             }
         }
     }

@@ -12,7 +12,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 // The domain records live in `model`; the backends below reach them as `super::…`.
-use crate::model::{AuditRecord, BotComment, HistoryEntry, IssueState, Source};
+use crate::model::{AuditRecord, BotComment, HistoryEntry, IssueState, LedgerKey, Purpose, Source};
 
 use crate::model::{CommentId, Event, IssueKey, IssueSnapshot};
 use anyhow::{bail, Context};
@@ -133,10 +133,10 @@ pub trait Store: Send + Sync + 'static {
     async fn comment_acted(&self, key: &IssueKey, comment: CommentId, revision: i64) -> anyhow::Result<bool>;
     async fn bury(&self, id: i64, error: &str) -> anyhow::Result<()>;
     /// Effects already applied for inbox row `id` (a previous attempt that crashed or failed
-    /// part way): (purpose, content hash) -> what the call returned.
-    async fn ledger(&self, id: i64) -> anyhow::Result<HashMap<(String, String), Option<String>>>;
+    /// part way): what each call returned (a comment's id), by its ledger key.
+    async fn ledger(&self, id: i64) -> anyhow::Result<HashMap<LedgerKey, Option<String>>>;
     /// Records one applied effect of inbox row `id`, as soon as the tracker confirmed it.
-    async fn ledger_add(&self, id: i64, purpose: &str, content_hash: &str, result: Option<&str>, at: DateTime<Utc>) -> anyhow::Result<()>;
+    async fn ledger_add(&self, id: i64, key: &LedgerKey, result: Option<&str>, at: DateTime<Utc>) -> anyhow::Result<()>;
     /// Says this replica is alive at `now`; returns how many replicas were alive within
     /// `REPLICA_TTL` (this one included). One process serves a SQLite file: always 1.
     async fn heartbeat(&self, _now: DateTime<Utc>) -> anyhow::Result<usize> {

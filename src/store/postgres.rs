@@ -410,22 +410,29 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn ledger(&self, id: i64) -> anyhow::Result<HashMap<(String, String), Option<String>>> {
+    async fn ledger(&self, id: i64) -> anyhow::Result<HashMap<LedgerKey, Option<String>>> {
         let rows = sqlx::query("SELECT purpose, content_hash, result FROM effect_ledger WHERE inbox_id = $1")
             .bind(id)
             .fetch_all(&self.work)
             .await?;
-        Ok(rows.into_iter().map(|r| ((r.get(0), r.get(1)), r.get(2))).collect())
+        // A purpose this version does not write cannot match any of its effects.
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let purpose = super::Purpose::parse(r.get::<String, _>(0).as_str())?;
+                Some((LedgerKey { purpose, content_hash: r.get(1) }, r.get(2)))
+            })
+            .collect())
     }
 
-    async fn ledger_add(&self, id: i64, purpose: &str, content_hash: &str, result: Option<&str>, at: DateTime<Utc>) -> anyhow::Result<()> {
+    async fn ledger_add(&self, id: i64, key: &LedgerKey, result: Option<&str>, at: DateTime<Utc>) -> anyhow::Result<()> {
         sqlx::query(
             "INSERT INTO effect_ledger (inbox_id, purpose, content_hash, result, applied_at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT DO NOTHING",
         )
         .bind(id)
-        .bind(purpose)
-        .bind(content_hash)
+        .bind(key.purpose.stored())
+        .bind(&key.content_hash)
         .bind(result)
         .bind(to_ms(at))
         .execute(&self.work)
