@@ -146,15 +146,7 @@ pub async fn replay(judge: &Judge<'_>, created: Option<IssueSnapshot>, events: &
                 .records
                 .iter()
                 .filter(|(field, value)| !repeated(field, value))
-                .map(|(field, value)| HistoryEntry {
-                    at: event.occurred_at,
-                    field: field.clone(),
-                    from: None,
-                    to: Some(value.clone()),
-                    actor: event.actor.login.clone(),
-                    source: Source::Policy,
-                    refused: None,
-                })
+                .map(|(field, value)| HistoryEntry::record(event.occurred_at, field, value, &event.actor.login))
                 .collect();
             entries.extend(records);
         }

@@ -210,15 +210,7 @@ impl Outcome {
                 .into_iter()
                 .filter(|h| !self.refused.contains(&h.field)),
         );
-        out.extend(self.decision.records.iter().map(|(field, value)| HistoryEntry {
-            at: event.occurred_at,
-            field: field.clone(),
-            from: None,
-            to: Some(value.clone()),
-            actor: event.actor.login.clone(),
-            source: Source::Policy,
-            refused: None,
-        }));
+        out.extend(self.decision.records.iter().map(|(field, value)| HistoryEntry::record(event.occurred_at, field, value, &event.actor.login)));
         out
     }
 }

@@ -69,6 +69,11 @@ pub struct HistoryEntry {
 }
 
 impl HistoryEntry {
+    /// A fact a policy asked to record (`decision.records`), by the event's actor at its time.
+    pub fn record(at: DateTime<Utc>, field: &str, value: &str, actor: &str) -> HistoryEntry {
+        HistoryEntry { at, field: field.to_string(), from: None, to: Some(value.to_string()), actor: actor.to_string(), source: Source::Policy, refused: None }
+    }
+
     /// Whether the change took effect (it was not refused).
     pub fn effective(&self) -> bool {
         self.refused.is_none()

@@ -74,15 +74,15 @@ impl Processor {
         Ok(())
     }
 
-    /// Acknowledges an event on one of rollgate's own issues: audited, nothing else.
-    pub(super) async fn record_own_issue(&self, item: &InboxItem, policies: &PolicySet) -> Result<(), Failure> {
+    /// The audit of an event the rules were not asked about, saying why.
+    fn nothing_decided(&self, item: &InboxItem, policies: &PolicySet, why: &str) -> AuditRecord {
         let event = &item.event;
-        let audit = AuditRecord {
+        AuditRecord {
             delivery: event.delivery.to_string(),
             issue_key: event.issue.key.to_string(),
             kind: event.kind.clone(),
             policy_version: policies.version.to_string(),
-            decision: serde_json::json!({ "why": ["one of rollgate's own issues (a report): not a playbook item"] }),
+            decision: serde_json::json!({ "why": [why] }),
             effects: serde_json::json!([]),
             dry_run: false,
             attempt: item.attempts + 1,
@@ -90,7 +90,13 @@ impl Processor {
             apply_ms: 0,
             total_ms: 0,
             processed_at: self.clock.now(),
-        };
+        }
+    }
+
+    /// Acknowledges an event on one of rollgate's own issues: audited, nothing else.
+    pub(super) async fn record_own_issue(&self, item: &InboxItem, policies: &PolicySet) -> Result<(), Failure> {
+        let event = &item.event;
+        let audit = self.nothing_decided(item, policies, "one of rollgate's own issues (a report): not a playbook item");
         let c = Completion {
             inbox_id: item.id,
             issue: event.issue.key.clone(),
@@ -109,7 +115,6 @@ impl Processor {
     /// The tracker deleted the issue: record it; there is nothing left to decide or apply.
     pub(super) async fn record_deleted(&self, item: &InboxItem, policies: &PolicySet, stored: Option<IssueSnapshot>) -> Result<(), Failure> {
         let event = &item.event;
-        let now = self.clock.now();
         let history = vec![HistoryEntry {
             at: event.occurred_at,
             field: "state".into(),
@@ -119,20 +124,7 @@ impl Processor {
             source: Source::Tracker,
             refused: None,
         }];
-        let audit = AuditRecord {
-            delivery: event.delivery.to_string(),
-            issue_key: event.issue.key.to_string(),
-            kind: event.kind.clone(),
-            policy_version: policies.version.to_string(),
-            decision: serde_json::json!({ "why": ["the issue was deleted on the tracker"] }),
-            effects: serde_json::json!([]),
-            dry_run: false,
-            attempt: item.attempts + 1,
-            eval_us: 0,
-            apply_ms: 0,
-            total_ms: 0,
-            processed_at: now,
-        };
+        let audit = self.nothing_decided(item, policies, "the issue was deleted on the tracker");
         let snapshot = stored.unwrap_or_else(|| event.issue.clone());
         // "*" cancels every timer of the issue: nothing is left to wake it for.
         let timers = vec![("*".to_string(), None)];
