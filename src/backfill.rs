@@ -188,7 +188,7 @@ fn past_event(issue: &IssueSnapshot, kind: &str, actor: &str, at: DateTime<Utc>,
     snapshot.updated_at = at;
     Event {
         delivery: DeliveryId(format!("backfill:{}:{kind}:{}", issue.key, at.timestamp_millis())),
-        kind: kind.to_string(),
+        kind: kind.into(),
         issue: snapshot,
         actor: Actor { login: actor.to_string(), is_bot: false },
         label: None,

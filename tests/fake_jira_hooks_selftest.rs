@@ -58,7 +58,7 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> 
     let fields = JiraFields::resolve(JiraMapping::default(), &[(LANE.into(), "Lane".into()), (ROLLOUT.into(), "Rollout Type".into())], Some(BOT_ACCOUNT.into())).0;
     let id = headers["x-atlassian-webhook-identifier"].to_str().unwrap().to_string();
     let parsed = match rollgate::ingest::jira::parse(&body, DeliveryId(id), chrono::Utc::now(), &fields) {
-        Ok(Parsed::Event(e)) => Ok((e.kind.clone(), e.actor.login.clone())),
+        Ok(Parsed::Event(e)) => Ok((e.kind.to_string(), e.actor.login.clone())),
         // Acknowledged and dropped (202): rollgate does nothing with, say, comment_deleted.
         Ok(Parsed::Ignored(kind)) => Ok((format!("ignored {kind}"), String::new())),
         Ok(other) => Err(format!("not a Jira event: {other:?}")),

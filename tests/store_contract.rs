@@ -32,7 +32,7 @@ fn completion(id: i64, e: &Event, at: DateTime<Utc>) -> Completion {
         audit: AuditRecord {
             delivery: e.delivery.to_string(),
             issue_key: e.issue.key.to_string(),
-            kind: e.kind.clone(),
+            kind: e.kind.to_string(),
             policy_version: "test".into(),
             decision: serde_json::json!({}),
             effects: serde_json::json!([]),

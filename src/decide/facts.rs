@@ -72,7 +72,7 @@ impl Me {
 
     /// Whether rollgate caused `event`: its own writes coming back, or its clock.
     pub fn caused(&self, event: &Event) -> bool {
-        event.kind.starts_with("timer.") || self.is(&event.actor.login)
+        event.kind.is_timer() || self.is(&event.actor.login)
     }
 }
 
@@ -110,7 +110,7 @@ pub fn gather(
         facts.comment_tag = Some(tag.to_string());
         // Only a person's edit matters: its ticked boxes. rollgate's own edit coming back is
         // never followed (the tracker may re-format it: Jira sends wiki text for ADF).
-        if event.kind.ends_with(".edited") && !by_rollgate {
+        if event.kind.is_edit() && !by_rollgate {
             let stored = bot_comments.get(tag);
             let previous = comment.previous_body.as_deref().or(stored.map(|c| c.body.as_str())).unwrap_or("");
             let (ticked, unticked) = boxes::box_changes(previous, &comment.body);
@@ -134,7 +134,7 @@ pub fn gather(
     }
     let known: Vec<&str> = known_commands.iter().map(String::as_str).collect();
     let now = commands::parse(&comment.body, &known);
-    if event.kind.ends_with(".edited") {
+    if event.kind.is_edit() {
         // Only what the edit added runs: a command is never run twice.
         let before = commands::parse(comment.previous_body.as_deref().unwrap_or(""), &known);
         facts.commands = commands::added(&before, &now);

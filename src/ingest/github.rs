@@ -94,7 +94,7 @@ fn to_event(kind: String, delivery: DeliveryId, p: Payload, received_at: DateTim
     };
     Event {
         delivery,
-        kind,
+        kind: kind.into(),
         actor: p.sender.map(Actor::from).unwrap_or_else(Actor::ghost),
         label,
         comment,

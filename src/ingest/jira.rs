@@ -182,7 +182,7 @@ pub fn parse(
     });
     Ok(Parsed::Event(Box::new(Event {
         delivery,
-        kind: kind.to_string(),
+        kind: kind.into(),
         issue,
         actor: Actor { login, is_bot },
         label: None,

@@ -212,3 +212,67 @@ mod tests {
         }
     }
 }
+
+/// What happened, as `<tracker event>.<action>`: `issues.labeled`, `issue_comment.edited`,
+/// `timer.sla` (a durable timer of rollgate's own). The policies see this spelling as
+/// `ctx.kind`; the questions the code asks of it are answered here, not by string matching at
+/// each place.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventKind(String);
+
+impl EventKind {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A timer of rollgate's own came due (`timer.<purpose>`), no person acted.
+    pub fn is_timer(&self) -> bool {
+        self.0.starts_with("timer.")
+    }
+
+    /// Something was edited (`issues.edited`, `issue_comment.edited`).
+    pub fn is_edit(&self) -> bool {
+        self.0.ends_with(".edited")
+    }
+
+    /// A comment event (`issue_comment.*`).
+    pub fn is_comment(&self) -> bool {
+        self.0.starts_with("issue_comment.")
+    }
+
+    /// The tracker deleted the issue.
+    pub fn is_issue_deleted(&self) -> bool {
+        self.0 == "issues.deleted"
+    }
+}
+
+impl From<&str> for EventKind {
+    fn from(s: &str) -> Self {
+        EventKind(s.to_string())
+    }
+}
+
+impl From<String> for EventKind {
+    fn from(s: String) -> Self {
+        EventKind(s)
+    }
+}
+
+impl PartialEq<str> for EventKind {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for EventKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}

@@ -4,7 +4,7 @@
 mod ids;
 mod records;
 
-pub use ids::{is_github_repo, BadIssueKey, CommentId, DeliveryId, IssueKey, PolicyVersion, TrackerKind};
+pub use ids::{is_github_repo, BadIssueKey, CommentId, DeliveryId, EventKind, IssueKey, PolicyVersion, TrackerKind};
 pub use records::{AuditRecord, BotComment, HistoryEntry, IssueState, LedgerKey, Purpose, Source};
 
 use chrono::{DateTime, Utc};
@@ -113,7 +113,7 @@ pub enum StatedChange {
 pub struct Event {
     pub delivery: DeliveryId,
     /// `issues.labeled`, `issue_comment.created`, ... (tracker event and action).
-    pub kind: String,
+    pub kind: EventKind,
     pub issue: IssueSnapshot,
     pub actor: Actor,
     /// The label that changed, for labeled/unlabeled: the payload's `issue.labels` may still

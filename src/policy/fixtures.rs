@@ -285,7 +285,7 @@ pub fn decide(policies: &PolicySet, f: &Fixture, on: As) -> Result<(crate::polic
     let actor = Actor { login: f.event.actor.clone(), is_bot: f.event.bot };
     let event = Event {
         delivery: DeliveryId("fixture".into()),
-        kind: f.event.kind.clone(),
+        kind: f.event.kind.as_str().into(),
         issue: snapshot(&f.issue.labels, f.issue.open, f, on, vocab),
         actor: actor.clone(),
         label: f.event.label.clone(),

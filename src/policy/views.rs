@@ -159,7 +159,7 @@ struct CommentView<'a> {
 impl<'a> EventView<'a> {
     pub(super) fn new(e: &'a Event, f: &'a EventFacts) -> Self {
         EventView {
-            kind: &e.kind,
+            kind: e.kind.as_str(),
             delivery: e.delivery.as_str(),
             actor: ActorView { login: &e.actor.login, is_bot: e.actor.is_bot, roles: &f.roles },
             label: &e.label,

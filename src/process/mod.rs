@@ -116,7 +116,7 @@ impl Processor {
         async {
             let started = Instant::now();
             // Timer events come from the sweep: they yield the API budget to people's events.
-            let priority = if event.kind.starts_with("timer.") { Priority::Background } else { Priority::Interactive };
+            let priority = if event.kind.is_timer() { Priority::Background } else { Priority::Interactive };
             let result = with_priority(priority, self.run(item, &policies)).await;
             match &result {
                 Ok(()) => tracing::info!(ms = started.elapsed().as_millis() as u64, "processed"),
@@ -205,7 +205,7 @@ impl Processor {
             Some(s) => (Some(s.snapshot), s.bot_comments),
             None => (None, Default::default()),
         };
-        if event.kind == "issues.deleted" {
+        if event.kind.is_issue_deleted() {
             self.record_deleted(item, policies, stored).await?;
             return Ok(None);
         }
@@ -252,7 +252,7 @@ impl Processor {
     /// back never go ahead of anything: they always follow what caused them.
     async fn earlier_pending(&self, item: &InboxItem, me: &Me) -> anyhow::Result<Option<i64>> {
         let event = &item.event;
-        if event.kind.starts_with("timer.") {
+        if event.kind.is_timer() {
             return Ok(None);
         }
         let later = self.store.pending_after(&event.issue.key, item.id, REORDER_LOOK_AHEAD).await?;

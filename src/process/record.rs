@@ -45,7 +45,7 @@ impl Processor {
         let audit = AuditRecord {
             delivery: event.delivery.to_string(),
             issue_key: key.to_string(),
-            kind: event.kind.clone(),
+            kind: event.kind.to_string(),
             policy_version: policies.version.to_string(),
             decision: audited(&outcome.decision, event, me.caused(event))?,
             effects: serde_json::to_value(&applied.effects).map_err(anyhow::Error::from)?,
@@ -80,7 +80,7 @@ impl Processor {
         AuditRecord {
             delivery: event.delivery.to_string(),
             issue_key: event.issue.key.to_string(),
-            kind: event.kind.clone(),
+            kind: event.kind.to_string(),
             policy_version: policies.version.to_string(),
             decision: serde_json::json!({ "why": [why] }),
             effects: serde_json::json!([]),

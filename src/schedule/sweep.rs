@@ -22,7 +22,7 @@ pub fn timer_event(timer: &Timer, mut issue: crate::model::IssueSnapshot, now: D
     issue.partial = true;
     Event {
         delivery: DeliveryId(format!("timer:{}:{}:{}", timer.issue_key, timer.purpose, timer.due_at.timestamp_millis())),
-        kind: format!("timer.{}", timer.purpose),
+        kind: format!("timer.{}", timer.purpose).into(),
         issue,
         actor: Actor { login: crate::decide::BOT.into(), is_bot: true },
         label: None,

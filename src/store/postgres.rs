@@ -71,7 +71,7 @@ async fn insert_event<'e, E: sqlx::Executor<'e, Database = sqlx::Postgres>>(exec
     )
     .bind(event.tracker().as_str())
     .bind(event.delivery.as_str())
-    .bind(&event.kind)
+    .bind(event.kind.as_str())
     .bind(event.issue.key.to_string())
     .bind(pack_event(event)?)
     .bind(to_ms(event.received_at))
@@ -118,7 +118,7 @@ impl Store for PostgresStore {
         for e in events {
             trackers.push(e.tracker().as_str().to_string());
             deliveries.push(e.delivery.as_str().to_string());
-            kinds.push(e.kind.clone());
+            kinds.push(e.kind.to_string());
             keys.push(e.issue.key.to_string());
             packed.push(pack_event(e)?);
             received.push(to_ms(e.received_at));

@@ -167,7 +167,7 @@ async fn insert_event<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(execut
     )
     .bind(event.tracker().as_str())
     .bind(event.delivery.as_str())
-    .bind(&event.kind)
+    .bind(event.kind.as_str())
     .bind(event.issue.key.to_string())
     .bind(pack_event(event)?)
     .bind(to_ms(event.received_at))
