@@ -13,7 +13,7 @@ use crate::policy::{PolicyConfig, PolicySet};
 use crate::decide::facts::Me;
 use crate::decide::{decide, view, Inputs};
 use crate::roles::RoleResolver;
-use crate::store::Store;
+use crate::store::prelude::*;
 use crate::model::{BotComment, HistoryEntry, Source};
 use crate::tracker::github::{GithubTracker, PastEvent};
 use chrono::{DateTime, Duration, Utc};

@@ -1,7 +1,7 @@
 //! `rollgate explain`: what rollgate decided on one issue, and why, from the audit trail.
 
 use crate::model::IssueKey;
-use crate::store::Store;
+use crate::store::prelude::*;
 use std::fmt::Write;
 
 pub async fn explain(store: &dyn Store, key: &IssueKey) -> anyhow::Result<String> {

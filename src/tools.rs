@@ -7,7 +7,7 @@ use crate::policy::fixtures;
 use crate::policy::{PolicyConfig, PolicySet};
 use crate::decide::facts::Me;
 use crate::decide::{decide, Inputs};
-use crate::store::Store;
+use crate::store::prelude::*;
 use anyhow::{bail, Context};
 use std::fmt::Write;
 use std::path::Path;

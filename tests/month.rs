@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use rollgate::clock::FixedClock;
 use rollgate::model::IssueKey;
 use rollgate::report::{figures, metrics, MetricsFile, Month, MonthFigures};
-use rollgate::store::Store;
+use rollgate::store::prelude::*;
 use rollgate::tracker::github::GithubTracker;
 use std::sync::Arc;
 use support::fake_github::{FakeComment, SwapOrder, BOT_LOGIN, TOKEN};

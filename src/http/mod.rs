@@ -12,7 +12,7 @@ use crate::clock::Clock;
 use crate::config::Secret;
 use crate::policy::reload::Reloader;
 use crate::policy::PolicyHandle;
-use crate::store::Store;
+use crate::store::prelude::*;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

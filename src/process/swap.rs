@@ -26,7 +26,8 @@ use crate::decide::facts::Me;
 use crate::decide::view;
 use crate::model::{Event, IssueSnapshot, StatedChange};
 use crate::policy::vocabulary::Vocabulary;
-use crate::store::{InboxItem, Store};
+use crate::store::InboxItem;
+use crate::store::prelude::*;
 use chrono::{DateTime, Duration, Utc};
 
 /// How far apart (tracker time, and after arrival) the two halves of a swap may be.

@@ -5,7 +5,8 @@
 
 use crate::clock::Clock;
 use crate::process::{Failure, Processor};
-use crate::store::{InboxItem, Store};
+use crate::store::InboxItem;
+use crate::store::prelude::*;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -8,7 +8,7 @@ pub use render::markdown;
 
 use crate::clock::Calendar;
 use crate::model::IssueKey;
-use crate::store::Store;
+use crate::store::prelude::*;
 use crate::model::HistoryEntry;
 use anyhow::Context;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Utc};

@@ -5,7 +5,7 @@
 use crate::clock::Calendar;
 use crate::model::IssueKey;
 use crate::policy::people_text::inline;
-use crate::store::Store;
+use crate::store::prelude::*;
 use crate::model::HistoryEntry;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Utc};
 use std::collections::BTreeMap;

@@ -7,7 +7,7 @@ use crate::clock::Calendar;
 use crate::plan::body_hash;
 use crate::process::Trackers;
 use crate::report::{self, weekly, Month};
-use crate::store::Store;
+use crate::store::prelude::*;
 use crate::tracker::guard::{with_priority, Priority};
 use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
 use std::path::PathBuf;

@@ -4,7 +4,8 @@
 
 use crate::clock::Clock;
 use crate::model::{Actor, DeliveryId, Event};
-use crate::store::{Store, Timer};
+use crate::store::Timer;
+use crate::store::prelude::*;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;

@@ -11,6 +11,11 @@ pub use batch::Batcher;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
+/// Every role of the store at once, for code that uses several: `use crate::store::prelude::*;`.
+pub mod prelude {
+    pub use super::{Audit, Inbox, Issues, Jobs, Store, Timers};
+}
+
 // The domain records live in `model`; the backends below reach them as `super::…`.
 use crate::model::{AuditRecord, BotComment, HistoryEntry, IssueState, LedgerKey, Purpose, Source};
 
@@ -96,88 +101,139 @@ pub struct InboxStats {
     pub oldest_pending: Option<DateTime<Utc>>,
 }
 
+/// The whole store, as the service opens it: every role below, plus its own upkeep.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Inbox + Issues + Timers + Jobs + Audit + Send + Sync + 'static {
     async fn migrate(&self) -> anyhow::Result<()>;
-    async fn ping(&self) -> anyhow::Result<()>;
 
+    async fn ping(&self) -> anyhow::Result<()>;
+}
+
+/// The inbox: deliveries in, leased to workers in per-issue order, completed with their effects
+/// ledger, retried, or buried as dead letters.
+#[async_trait]
+pub trait Inbox: Send + Sync {
     /// Commits the events durably, in one transaction; only then may the deliveries be
     /// acknowledged. One answer per event, in order.
     async fn enqueue_batch(&self, events: &[Event]) -> anyhow::Result<Vec<Inserted>>;
+
     async fn enqueue(&self, event: &Event) -> anyhow::Result<Inserted> {
         Ok(self.enqueue_batch(std::slice::from_ref(event)).await?[0])
     }
+
     /// Leases to this store's owner (see `owner`) the oldest pending event of up to `limit`
     /// issues whose head event is due and not leased by anyone, oldest first, until
     /// `now + lease`. Only an issue's head can be leased, so its events run in arrival order
     /// whichever worker or replica takes them; an issue whose head waits for a retry yields
     /// nothing, and its later events wait too.
     async fn claim(&self, now: DateTime<Utc>, limit: usize, lease: chrono::Duration) -> anyhow::Result<Vec<InboxItem>>;
+
     /// Extends this owner's leases on `ids` (events still in progress) to `until`.
     async fn renew(&self, ids: &[i64], until: DateTime<Utc>) -> anyhow::Result<()>;
+
     /// Frees every lease (SQLite only, at start: one process serves a SQLite file, so any
     /// lease found there belongs to a process that died).
     async fn release_all_leases(&self) -> anyhow::Result<u64>;
+
     /// Records the event done with everything it changed. Fails, changing nothing, when this
     /// owner no longer holds the lease (another worker took the event over).
     async fn complete(&self, c: Completion) -> anyhow::Result<()>;
+
     async fn retry_at(&self, id: i64, error: &str, at: DateTime<Utc>) -> anyhow::Result<()>;
+
     /// Puts the event of row `earlier` (pending, behind `head` in its issue, not leased) in row
     /// `head` (leased by this owner) and the head's event in its place, and gives the head row
     /// back to be claimed at once: the issue's events then run in the tracker's order when
     /// deliveries arrived out of it. False, changing nothing, when either row moved on.
     async fn reorder(&self, head: i64, earlier: i64) -> anyhow::Result<bool>;
+
     /// The issue's pending events after inbox row `after`, in order (at most `limit`).
     async fn pending_after(&self, key: &IssueKey, after: i64, limit: usize) -> anyhow::Result<Vec<(i64, Event)>>;
+
     /// Whether a comment revision (comment id, revision time in ms) was already acted on.
     async fn comment_acted(&self, key: &IssueKey, comment: CommentId, revision: i64) -> anyhow::Result<bool>;
+
     async fn bury(&self, id: i64, error: &str) -> anyhow::Result<()>;
+
     /// Effects already applied for inbox row `id` (a previous attempt that crashed or failed
     /// part way): what each call returned (a comment's id), by its ledger key.
     async fn ledger(&self, id: i64) -> anyhow::Result<HashMap<LedgerKey, Option<String>>>;
+
     /// Records one applied effect of inbox row `id`, as soon as the tracker confirmed it.
     async fn ledger_add(&self, id: i64, key: &LedgerKey, result: Option<&str>, at: DateTime<Utc>) -> anyhow::Result<()>;
+
     /// Says this replica is alive at `now`; returns how many replicas were alive within
     /// `REPLICA_TTL` (this one included). One process serves a SQLite file: always 1.
     async fn heartbeat(&self, _now: DateTime<Utc>) -> anyhow::Result<usize> {
         Ok(1)
     }
+
     async fn dead_letters(&self) -> anyhow::Result<Vec<DeadLetter>>;
+
     /// Pending events that have failed at least once (oldest first): what is stuck, and why.
     async fn retrying(&self, limit: usize) -> anyhow::Result<Vec<DeadLetter>>;
+
     /// Puts dead letters back in the inbox (all when `ids` is empty); returns how many.
     async fn requeue(&self, ids: &[i64]) -> anyhow::Result<u64>;
-    async fn inbox_stats(&self) -> anyhow::Result<InboxStats>;
 
+    async fn inbox_stats(&self) -> anyhow::Result<InboxStats>;
+}
+
+/// What rollgate knows of each issue: its stored view, bot comments and effective history.
+#[async_trait]
+pub trait Issues: Send + Sync {
     async fn issue_state(&self, key: &IssueKey) -> anyhow::Result<Option<IssueState>>;
 
-    /// Timers due at `now` that have not fired, oldest first.
-    async fn due_timers(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<Vec<Timer>>;
-    /// Marks a timer fired and queues its event, together; false when it already fired (or
-    /// was moved) since it was read.
-    async fn fire_timer(&self, timer: &Timer, event: &Event) -> anyhow::Result<bool>;
-    /// Starts job `name` for `period` unless it already ran or runs: true means "run it now".
-    /// A run that started more than `JOB_STALE` ago and never finished (its process died) is
-    /// taken over.
-    async fn claim_job(&self, name: &str, period: &str, now: DateTime<Utc>) -> anyhow::Result<bool>;
-    /// Records a job's outcome; a failed job is released so the next sweep tries again.
-    async fn finish_job(&self, name: &str, period: &str, result: Result<&str, &str>, now: DateTime<Utc>) -> anyhow::Result<()>;
     /// Adds an issue and its past history (backfill): the view is replaced, history appended.
     /// With `done`, the job row (name, period) is recorded done in the same transaction, so a
     /// resumed backfill knows exactly which issues it already imported.
     async fn import(&self, snapshot: &IssueSnapshot, history: &[HistoryEntry], done: Option<(&str, &str)>) -> anyhow::Result<()>;
-    /// The latest period a job ran for (periods sort as text: `2026-11`, `2026-W48`).
-    async fn last_period(&self, name: &str) -> anyhow::Result<Option<String>>;
-    /// What a finished job recorded (the issue it filed), if it ran for that period.
-    async fn job_result(&self, name: &str, period: &str) -> anyhow::Result<Option<String>>;
+
     /// Every issue the store holds a view of (for the weekly and monthly jobs).
     async fn issues(&self) -> anyhow::Result<Vec<IssueSnapshot>>;
+
     /// Compact history rows for the monthly report: every row of `fields`, and of `status`
     /// only the changes to `statuses`, since `since`. Unordered.
     async fn metric_rows(&self, fields: &[&str], statuses: &[&str], since: DateTime<Utc>) -> anyhow::Result<Vec<MetricRow>>;
+
     /// History rows of `fields` (exact names, or prefixes ending in `*`) since `since`, by issue.
     async fn history_of(&self, fields: &[&str], since: DateTime<Utc>) -> anyhow::Result<Vec<(IssueKey, HistoryEntry)>>;
+
     async fn history(&self, key: &IssueKey) -> anyhow::Result<Vec<HistoryEntry>>;
+}
+
+/// Durable timers, one per issue and purpose.
+#[async_trait]
+pub trait Timers: Send + Sync {
+    /// Timers due at `now` that have not fired, oldest first.
+    async fn due_timers(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<Vec<Timer>>;
+
+    /// Marks a timer fired and queues its event, together; false when it already fired (or
+    /// was moved) since it was read.
+    async fn fire_timer(&self, timer: &Timer, event: &Event) -> anyhow::Result<bool>;
+}
+
+/// Periodic jobs, each claimed once per period across replicas.
+#[async_trait]
+pub trait Jobs: Send + Sync {
+    /// Starts job `name` for `period` unless it already ran or runs: true means "run it now".
+    /// A run that started more than `JOB_STALE` ago and never finished (its process died) is
+    /// taken over.
+    async fn claim_job(&self, name: &str, period: &str, now: DateTime<Utc>) -> anyhow::Result<bool>;
+
+    /// Records a job's outcome; a failed job is released so the next sweep tries again.
+    async fn finish_job(&self, name: &str, period: &str, result: Result<&str, &str>, now: DateTime<Utc>) -> anyhow::Result<()>;
+
+    /// The latest period a job ran for (periods sort as text: `2026-11`, `2026-W48`).
+    async fn last_period(&self, name: &str) -> anyhow::Result<Option<String>>;
+
+    /// What a finished job recorded (the issue it filed), if it ran for that period.
+    async fn job_result(&self, name: &str, period: &str) -> anyhow::Result<Option<String>>;
+}
+
+/// The decisions log of each issue.
+#[async_trait]
+pub trait Audit: Send + Sync {
     async fn audit(&self, key: &IssueKey) -> anyhow::Result<Vec<AuditRecord>>;
 }
 

@@ -109,7 +109,10 @@ impl Store for PostgresStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl Inbox for PostgresStore {
     async fn enqueue_batch(&self, events: &[Event]) -> anyhow::Result<Vec<Inserted>> {
         // One statement (arrays, one round trip) and one commit for the whole batch.
         let n = events.len();
@@ -512,7 +515,10 @@ impl Store for PostgresStore {
             oldest_pending: row.get::<Option<i64>, _>("oldest").map(from_ms),
         })
     }
+}
 
+#[async_trait]
+impl Issues for PostgresStore {
     async fn issue_state(&self, key: &IssueKey) -> anyhow::Result<Option<IssueState>> {
         let k = key.to_string();
         let Some(row) = sqlx::query("SELECT snapshot FROM issues WHERE issue_key = $1").bind(&k).fetch_optional(&self.work).await? else {
@@ -527,78 +533,6 @@ impl Store for PostgresStore {
             .map(rows::bot_comment)
             .collect();
         Ok(Some(IssueState { snapshot, bot_comments }))
-    }
-
-    async fn due_timers(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<Vec<Timer>> {
-        let rows = sqlx::query(
-            "SELECT issue_key, purpose, due_at FROM timers
-             WHERE fired_at IS NULL AND due_at <= $1 ORDER BY due_at LIMIT $2",
-        )
-        .bind(to_ms(now))
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(rows::timer).collect()
-    }
-
-    async fn fire_timer(&self, timer: &Timer, event: &Event) -> anyhow::Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        // Two replicas sweeping at once: the row lock makes one of these updates wait and then
-        // find `fired_at` set, so it changes nothing and queues nothing.
-        let fired = sqlx::query(
-            "UPDATE timers SET fired_at = $1 WHERE issue_key = $2 AND purpose = $3 AND due_at = $4 AND fired_at IS NULL",
-        )
-        .bind(to_ms(event.received_at))
-        .bind(timer.issue_key.to_string())
-        .bind(&timer.purpose)
-        .bind(to_ms(timer.due_at))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if fired == 0 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        insert_event(&mut *tx, event).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn claim_job(&self, name: &str, period: &str, now: DateTime<Utc>) -> anyhow::Result<bool> {
-        let done = sqlx::query(
-            "INSERT INTO jobs (name, period, state, started_at) VALUES ($1, $2, 'running', $3)
-             ON CONFLICT (name, period) DO UPDATE SET started_at = excluded.started_at
-             WHERE jobs.state = 'running' AND jobs.started_at < $4",
-        )
-        .bind(name)
-        .bind(period)
-        .bind(to_ms(now))
-        .bind(to_ms(now - JOB_STALE))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn finish_job(&self, name: &str, period: &str, result: Result<&str, &str>, now: DateTime<Utc>) -> anyhow::Result<()> {
-        match result {
-            Ok(text) => {
-                sqlx::query("UPDATE jobs SET state = 'done', finished_at = $1, result = $2 WHERE name = $3 AND period = $4")
-                    .bind(to_ms(now))
-                    .bind(text)
-                    .bind(name)
-                    .bind(period)
-                    .execute(&self.pool)
-                    .await?;
-            }
-            Err(_) => {
-                sqlx::query("DELETE FROM jobs WHERE name = $1 AND period = $2 AND state = 'running'")
-                    .bind(name)
-                    .bind(period)
-                    .execute(&self.pool)
-                    .await?;
-            }
-        }
-        Ok(())
     }
 
     async fn import(&self, snapshot: &IssueSnapshot, history: &[HistoryEntry], done: Option<(&str, &str)>) -> anyhow::Result<()> {
@@ -621,20 +555,6 @@ impl Store for PostgresStore {
         }
         tx.commit().await?;
         Ok(())
-    }
-
-    async fn last_period(&self, name: &str) -> anyhow::Result<Option<String>> {
-        let row = sqlx::query("SELECT MAX(period) AS p FROM jobs WHERE name = $1").bind(name).fetch_one(&self.pool).await?;
-        Ok(row.get::<Option<String>, _>("p"))
-    }
-
-    async fn job_result(&self, name: &str, period: &str) -> anyhow::Result<Option<String>> {
-        let row = sqlx::query("SELECT result FROM jobs WHERE name = $1 AND period = $2 AND state = 'done'")
-            .bind(name)
-            .bind(period)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.and_then(|r| r.get::<Option<String>, _>("result")))
     }
 
     async fn issues(&self) -> anyhow::Result<Vec<IssueSnapshot>> {
@@ -700,7 +620,102 @@ impl Store for PostgresStore {
         .await?;
         Ok(rows.iter().map(rows::history_entry).collect())
     }
+}
 
+#[async_trait]
+impl Timers for PostgresStore {
+    async fn due_timers(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<Vec<Timer>> {
+        let rows = sqlx::query(
+            "SELECT issue_key, purpose, due_at FROM timers
+             WHERE fired_at IS NULL AND due_at <= $1 ORDER BY due_at LIMIT $2",
+        )
+        .bind(to_ms(now))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rows::timer).collect()
+    }
+
+    async fn fire_timer(&self, timer: &Timer, event: &Event) -> anyhow::Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        // Two replicas sweeping at once: the row lock makes one of these updates wait and then
+        // find `fired_at` set, so it changes nothing and queues nothing.
+        let fired = sqlx::query(
+            "UPDATE timers SET fired_at = $1 WHERE issue_key = $2 AND purpose = $3 AND due_at = $4 AND fired_at IS NULL",
+        )
+        .bind(to_ms(event.received_at))
+        .bind(timer.issue_key.to_string())
+        .bind(&timer.purpose)
+        .bind(to_ms(timer.due_at))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if fired == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_event(&mut *tx, event).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl Jobs for PostgresStore {
+    async fn claim_job(&self, name: &str, period: &str, now: DateTime<Utc>) -> anyhow::Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO jobs (name, period, state, started_at) VALUES ($1, $2, 'running', $3)
+             ON CONFLICT (name, period) DO UPDATE SET started_at = excluded.started_at
+             WHERE jobs.state = 'running' AND jobs.started_at < $4",
+        )
+        .bind(name)
+        .bind(period)
+        .bind(to_ms(now))
+        .bind(to_ms(now - JOB_STALE))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn finish_job(&self, name: &str, period: &str, result: Result<&str, &str>, now: DateTime<Utc>) -> anyhow::Result<()> {
+        match result {
+            Ok(text) => {
+                sqlx::query("UPDATE jobs SET state = 'done', finished_at = $1, result = $2 WHERE name = $3 AND period = $4")
+                    .bind(to_ms(now))
+                    .bind(text)
+                    .bind(name)
+                    .bind(period)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            Err(_) => {
+                sqlx::query("DELETE FROM jobs WHERE name = $1 AND period = $2 AND state = 'running'")
+                    .bind(name)
+                    .bind(period)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn last_period(&self, name: &str) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query("SELECT MAX(period) AS p FROM jobs WHERE name = $1").bind(name).fetch_one(&self.pool).await?;
+        Ok(row.get::<Option<String>, _>("p"))
+    }
+
+    async fn job_result(&self, name: &str, period: &str) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query("SELECT result FROM jobs WHERE name = $1 AND period = $2 AND state = 'done'")
+            .bind(name)
+            .bind(period)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.and_then(|r| r.get::<Option<String>, _>("result")))
+    }
+}
+
+#[async_trait]
+impl Audit for PostgresStore {
     async fn audit(&self, key: &IssueKey) -> anyhow::Result<Vec<AuditRecord>> {
         let rows = sqlx::query(
             "SELECT delivery_id, issue_key, kind, policy_version, decision, effects, dry_run,

@@ -191,7 +191,10 @@ impl Store for SqliteStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl Inbox for SqliteStore {
     async fn enqueue_batch(&self, events: &[Event]) -> anyhow::Result<Vec<Inserted>> {
         let _writing = self.write_lock(true).await;
         // One statement and one transaction, so one fsync, for the whole batch: this is what
@@ -601,80 +604,10 @@ impl Store for SqliteStore {
             oldest_pending: row.get::<Option<i64>, _>("oldest").map(from_ms),
         })
     }
+}
 
-    async fn due_timers(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<Vec<Timer>> {
-        let rows = sqlx::query(
-            "SELECT issue_key, purpose, due_at FROM timers
-             WHERE fired_at IS NULL AND due_at <= ? ORDER BY due_at LIMIT ?",
-        )
-        .bind(to_ms(now))
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(rows::timer).collect()
-    }
-
-    async fn fire_timer(&self, timer: &Timer, event: &Event) -> anyhow::Result<bool> {
-        let _writing = self.write_lock(false).await;
-        let mut tx = self.pool.begin().await?;
-        let fired = sqlx::query(
-            "UPDATE timers SET fired_at = ? WHERE issue_key = ? AND purpose = ? AND due_at = ? AND fired_at IS NULL",
-        )
-        .bind(to_ms(event.received_at))
-        .bind(timer.issue_key.to_string())
-        .bind(&timer.purpose)
-        .bind(to_ms(timer.due_at))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if fired == 0 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        insert_event(&mut *tx, event).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn claim_job(&self, name: &str, period: &str, now: DateTime<Utc>) -> anyhow::Result<bool> {
-        let _writing = self.write_lock(false).await;
-        let done = sqlx::query(
-            "INSERT INTO jobs (name, period, state, started_at) VALUES (?, ?, 'running', ?)
-             ON CONFLICT (name, period) DO UPDATE SET started_at = excluded.started_at
-             WHERE jobs.state = 'running' AND jobs.started_at < ?",
-        )
-        .bind(name)
-        .bind(period)
-        .bind(to_ms(now))
-        .bind(to_ms(now - JOB_STALE))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn finish_job(&self, name: &str, period: &str, result: Result<&str, &str>, now: DateTime<Utc>) -> anyhow::Result<()> {
-        let _writing = self.write_lock(false).await;
-        match result {
-            Ok(text) => {
-                sqlx::query("UPDATE jobs SET state = 'done', finished_at = ?, result = ? WHERE name = ? AND period = ?")
-                    .bind(to_ms(now))
-                    .bind(text)
-                    .bind(name)
-                    .bind(period)
-                    .execute(&self.pool)
-                    .await?;
-            }
-            Err(_) => {
-                sqlx::query("DELETE FROM jobs WHERE name = ? AND period = ? AND state = 'running'")
-                    .bind(name)
-                    .bind(period)
-                    .execute(&self.pool)
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
+#[async_trait]
+impl Issues for SqliteStore {
     async fn import(&self, snapshot: &IssueSnapshot, history: &[HistoryEntry], done: Option<(&str, &str)>) -> anyhow::Result<()> {
         let _writing = self.write_lock(false).await;
         let mut tx = self.pool.begin().await?;
@@ -705,20 +638,6 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(())
-    }
-
-    async fn last_period(&self, name: &str) -> anyhow::Result<Option<String>> {
-        let row = sqlx::query("SELECT MAX(period) AS p FROM jobs WHERE name = ?").bind(name).fetch_one(&self.pool).await?;
-        Ok(row.get::<Option<String>, _>("p"))
-    }
-
-    async fn job_result(&self, name: &str, period: &str) -> anyhow::Result<Option<String>> {
-        let row = sqlx::query("SELECT result FROM jobs WHERE name = ? AND period = ? AND state = 'done'")
-            .bind(name)
-            .bind(period)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.and_then(|r| r.get::<Option<String>, _>("result")))
     }
 
     async fn issues(&self) -> anyhow::Result<Vec<IssueSnapshot>> {
@@ -815,7 +734,103 @@ impl Store for SqliteStore {
         .await?;
         Ok(rows.iter().map(rows::history_entry).collect())
     }
+}
 
+#[async_trait]
+impl Timers for SqliteStore {
+    async fn due_timers(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<Vec<Timer>> {
+        let rows = sqlx::query(
+            "SELECT issue_key, purpose, due_at FROM timers
+             WHERE fired_at IS NULL AND due_at <= ? ORDER BY due_at LIMIT ?",
+        )
+        .bind(to_ms(now))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rows::timer).collect()
+    }
+
+    async fn fire_timer(&self, timer: &Timer, event: &Event) -> anyhow::Result<bool> {
+        let _writing = self.write_lock(false).await;
+        let mut tx = self.pool.begin().await?;
+        let fired = sqlx::query(
+            "UPDATE timers SET fired_at = ? WHERE issue_key = ? AND purpose = ? AND due_at = ? AND fired_at IS NULL",
+        )
+        .bind(to_ms(event.received_at))
+        .bind(timer.issue_key.to_string())
+        .bind(&timer.purpose)
+        .bind(to_ms(timer.due_at))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if fired == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_event(&mut *tx, event).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl Jobs for SqliteStore {
+    async fn claim_job(&self, name: &str, period: &str, now: DateTime<Utc>) -> anyhow::Result<bool> {
+        let _writing = self.write_lock(false).await;
+        let done = sqlx::query(
+            "INSERT INTO jobs (name, period, state, started_at) VALUES (?, ?, 'running', ?)
+             ON CONFLICT (name, period) DO UPDATE SET started_at = excluded.started_at
+             WHERE jobs.state = 'running' AND jobs.started_at < ?",
+        )
+        .bind(name)
+        .bind(period)
+        .bind(to_ms(now))
+        .bind(to_ms(now - JOB_STALE))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn finish_job(&self, name: &str, period: &str, result: Result<&str, &str>, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let _writing = self.write_lock(false).await;
+        match result {
+            Ok(text) => {
+                sqlx::query("UPDATE jobs SET state = 'done', finished_at = ?, result = ? WHERE name = ? AND period = ?")
+                    .bind(to_ms(now))
+                    .bind(text)
+                    .bind(name)
+                    .bind(period)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            Err(_) => {
+                sqlx::query("DELETE FROM jobs WHERE name = ? AND period = ? AND state = 'running'")
+                    .bind(name)
+                    .bind(period)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn last_period(&self, name: &str) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query("SELECT MAX(period) AS p FROM jobs WHERE name = ?").bind(name).fetch_one(&self.pool).await?;
+        Ok(row.get::<Option<String>, _>("p"))
+    }
+
+    async fn job_result(&self, name: &str, period: &str) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query("SELECT result FROM jobs WHERE name = ? AND period = ? AND state = 'done'")
+            .bind(name)
+            .bind(period)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.and_then(|r| r.get::<Option<String>, _>("result")))
+    }
+}
+
+#[async_trait]
+impl Audit for SqliteStore {
     async fn audit(&self, key: &IssueKey) -> anyhow::Result<Vec<AuditRecord>> {
         let rows = sqlx::query(
             "SELECT delivery_id, issue_key, kind, policy_version, decision, effects, dry_run,

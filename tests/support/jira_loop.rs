@@ -9,7 +9,7 @@ use super::fake_github::FakeGithub;
 use super::fake_jira::{FakeJira, EMAIL, TOKEN};
 use rollgate::app::Running;
 use rollgate::config::Secret;
-use rollgate::store::Store;
+use rollgate::store::prelude::*;
 use std::time::Duration;
 
 pub const SECRET: &str = "jira-secret";
