@@ -244,7 +244,11 @@ pub fn comment_revision(event: &Event, me: &Me) -> Option<(CommentId, i64)> {
 /// Whether the event asks for `/explain`, so the caller reads the recent decisions beforehand
 /// (only then: most events need none).
 pub fn wants_recent(policies: &PolicySet, event: &Event, bot_comments: &BTreeMap<String, BotComment>, me: &Me, comment_acted: bool) -> bool {
-    if event.comment.is_none() || comment_acted {
+    let Some(c) = event.comment.as_ref().filter(|_| !comment_acted) else { return false };
+    // Most comments never name it: only those are read for commands here, ahead of `decide`
+    // reading them again (command names are case-insensitive).
+    let names_it = c.body.match_indices('/').any(|(i, _)| c.body.get(i + 1..i + 8).is_some_and(|w| w.eq_ignore_ascii_case("explain")));
+    if !names_it {
         return false;
     }
     let (f, _) = facts::gather(event, &[], &policies.commands, bot_comments, me);
