@@ -236,11 +236,6 @@ impl EventKind {
         self.0.ends_with(".edited")
     }
 
-    /// A comment event (`issue_comment.*`).
-    pub fn is_comment(&self) -> bool {
-        self.0.starts_with("issue_comment.")
-    }
-
     /// The tracker deleted the issue.
     pub fn is_issue_deleted(&self) -> bool {
         self.0 == "issues.deleted"
